@@ -10,7 +10,14 @@ pub(crate) fn run() -> Result<(), String> {
         ("fmt", &["fmt", "--all", "--check"], &[]),
         (
             "clippy",
-            &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
             &[],
         ),
         // The README's test command.

@@ -6,8 +6,8 @@
 //! - `bench`: the core's hot-path benchmarks and per-session memory.
 
 mod bench;
-mod codegen;
 mod ci;
+mod codegen;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,0 +1,855 @@
+//! The server side of one session: `ServerSession`, its events and states.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use session_proto::prost::Message;
+use session_proto::v1::{self, client_frame, server_frame};
+
+use crate::close::{CloseCode, RejectCode, ResponseError};
+use crate::codec::{Framing, encode_frame};
+use crate::config::ServerConfig;
+use crate::entropy::{Entropy, constant_time_eq};
+use crate::error::{
+    AcceptError, CloseError, ProtocolError, PublishError, RespondError, ResumeRejected,
+};
+use crate::timer::{TimerKind, TimerTable};
+use crate::{SessionId, Transmit};
+
+/// The length of a resume token.
+pub const RESUME_TOKEN_LEN: usize = 32;
+
+/// Where a server session is in its lifecycle (as in Atomix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ServerState {
+    /// A connection arrived; no `Login` yet.
+    Accepted,
+    /// A `Login` arrived and awaits `accept_login` or `reject_login`.
+    Authenticating,
+    /// Logged in, with a connection.
+    Open,
+    /// Logged in, connection lost: events are buffered until a resume or expiry.
+    Detached,
+    /// Over. Nothing more happens.
+    Closed,
+}
+
+/// What a `Login` asked for, handed to the application to decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRequest {
+    /// The protocol version the client speaks.
+    pub protocol_version: u32,
+    /// Who is logging in.
+    pub user_id: String,
+    /// Opaque proof of identity. Never log it.
+    pub credential: Bytes,
+    /// The kind of device.
+    pub device: String,
+    /// The heartbeat interval the client asked for (0: no preference).
+    pub requested_heartbeat_ms: u32,
+    /// Present when the client wants to resume an existing session: look that
+    /// session up and call [`ServerSession::resume`] on it.
+    pub resume: Option<ResumeRequest>,
+    /// Free-form properties.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// A client's claim to an existing session.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ResumeRequest {
+    /// The session to resume.
+    pub session_id: SessionId,
+    /// The token proving ownership. Never log it.
+    pub resume_token: Bytes,
+    /// The highest event sequence number the client received.
+    pub last_event_seq: u64,
+}
+
+impl std::fmt::Debug for ResumeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResumeRequest")
+            .field("session_id", &self.session_id)
+            .field("resume_token", &"<redacted>")
+            .field("last_event_seq", &self.last_event_seq)
+            .finish()
+    }
+}
+
+/// What a server session reports to the application, drained with
+/// [`ServerSession::poll_event`].
+///
+/// Ordering guarantees (Atomix): `Opened` comes first and once; `Expired` is
+/// always followed by `Closed`; nothing comes after `Closed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// A `Login` arrived: answer with `accept_login` or `reject_login`, or for
+    /// a resume, `resume` the existing session and drop this one.
+    LoginRequested(LoginRequest),
+    /// The session is open (`on_open`).
+    Opened {
+        /// Its id.
+        session_id: SessionId,
+    },
+    /// The connection was lost; the session waits for a resume or expiry.
+    Detached,
+    /// A client re-attached the session over a new connection.
+    Resumed,
+    /// A new request to execute; answer with `respond`.
+    Request {
+        /// The client's request id.
+        id: u64,
+        /// The application payload.
+        body: Bytes,
+    },
+    /// Nothing was heard for the session timeout (`on_expire`); `Closed` follows.
+    Expired,
+    /// The session is over (`on_close`).
+    Closed {
+        /// Why.
+        code: CloseCode,
+        /// Detail (the client's logout reason, the kick reason, ...).
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Accepted,
+    Authenticating,
+    Open,
+    Detached,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Timer {
+    /// The login deadline (Accepted, Authenticating).
+    Login,
+    /// Expiry: `session_timeout` after the client was last heard (Open, Detached).
+    Expiry,
+}
+
+impl TimerKind for Timer {
+    const ALL: &'static [Self] = &[Self::Login, Self::Expiry];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The final frame before the connection closes.
+#[derive(Debug, Clone)]
+enum Farewell {
+    Close {
+        code: CloseCode,
+        reason: String,
+        retry_after_ms: Option<u32>,
+    },
+    Reject {
+        code: RejectCode,
+        message: String,
+    },
+}
+
+/// Control output waiting for `poll_transmit`. Events are not copied here:
+/// they wait in the unacknowledged buffer and `sent_seq` says how far the
+/// current connection got.
+#[derive(Debug, Default)]
+struct Outbox {
+    /// `LoginOk` to send: whether it resumed, and the server time.
+    login_ok: Option<(bool, u64)>,
+    /// `HeartbeatAck` to send, with the server time.
+    heartbeat_ack: Option<u64>,
+    responses: VecDeque<u64>,
+    farewell: Option<Farewell>,
+    close_connection: bool,
+}
+
+impl Outbox {
+    /// Forgets what was meant for a connection that is gone.
+    fn clear(&mut self) {
+        self.login_ok = None;
+        self.heartbeat_ack = None;
+        self.responses = VecDeque::new();
+        self.farewell = None;
+        self.close_connection = false;
+    }
+}
+
+/// The server side of one session, sans IO.
+///
+/// A driver creates one per accepted connection and feeds it:
+///
+/// - **getters** (`&self`): [`state`](Self::state),
+///   [`session_id`](Self::session_id), [`max_frame_len`](Self::max_frame_len),
+///   [`heartbeat`](Self::heartbeat), ...
+/// - **input**: [`handle_frame`](Self::handle_frame) for each frame received,
+///   [`handle_timeout`](Self::handle_timeout) when
+///   [`poll_timeout`](Self::poll_timeout) passes,
+///   [`handle_disconnect`](Self::handle_disconnect) when the transport is lost;
+/// - **commands** from the application: [`accept_login`](Self::accept_login),
+///   [`reject_login`](Self::reject_login), [`publish`](Self::publish),
+///   [`respond`](Self::respond), [`close`](Self::close), and
+///   [`resume`](Self::resume) to re-attach this session to a new connection;
+/// - **output**, drained after every input or command until empty:
+///   [`poll_transmit`](Self::poll_transmit) (frames, then possibly the order to
+///   close the connection), [`poll_event`](Self::poll_event) (lifecycle and
+///   requests), then [`poll_timeout`](Self::poll_timeout) (the next deadline).
+///
+/// Peer misbehaviour does not need handling by the caller: the session closes
+/// itself with the matching code, queues the close signal and reports
+/// `Closed`. `handle_frame` also returns the error, and keeps returning it.
+#[derive(Debug)]
+pub struct ServerSession {
+    config: Arc<ServerConfig>,
+    phase: Phase,
+    timers: TimerTable<Timer, 2>,
+    session_id: SessionId,
+    resume_token: [u8; RESUME_TOKEN_LEN],
+    heartbeat_ms: u32,
+    timeout_ms: u32,
+    /// The sequence number of the oldest event in `unacked` minus one: every
+    /// event up to here was acknowledged.
+    acked_seq: u64,
+    /// The highest event sequence number written to the current connection.
+    sent_seq: u64,
+    /// Events published and not yet acknowledged, oldest first.
+    unacked: VecDeque<Bytes>,
+    unacked_bytes: usize,
+    /// Every response up to this request id was received by the client.
+    acked_request: u64,
+    /// The highest request id received.
+    highest_request: u64,
+    /// Responses not yet acknowledged, by request id.
+    responses: BTreeMap<u64, Result<Bytes, ResponseError>>,
+    out: Outbox,
+    events: VecDeque<ServerEvent>,
+    error: Option<ProtocolError>,
+}
+
+impl ServerSession {
+    /// A session for a connection accepted at `now`; it must log in before
+    /// `now + login_timeout`.
+    pub fn new(now: Instant, config: Arc<ServerConfig>) -> Self {
+        let mut timers = TimerTable::new();
+        timers.set(Timer::Login, now + config.login_timeout);
+        Self {
+            config,
+            phase: Phase::Accepted,
+            timers,
+            session_id: SessionId(0),
+            resume_token: [0; RESUME_TOKEN_LEN],
+            heartbeat_ms: 0,
+            timeout_ms: 0,
+            acked_seq: 0,
+            sent_seq: 0,
+            unacked: VecDeque::new(),
+            unacked_bytes: 0,
+            acked_request: 0,
+            highest_request: 0,
+            responses: BTreeMap::new(),
+            out: Outbox::default(),
+            events: VecDeque::new(),
+            error: None,
+        }
+    }
+
+    // ---- getters ----
+
+    /// The lifecycle state.
+    pub fn state(&self) -> ServerState {
+        match self.phase {
+            Phase::Accepted => ServerState::Accepted,
+            Phase::Authenticating => ServerState::Authenticating,
+            Phase::Open => ServerState::Open,
+            Phase::Detached => ServerState::Detached,
+            Phase::Closed => ServerState::Closed,
+        }
+    }
+
+    /// The session id, once accepted.
+    pub fn session_id(&self) -> Option<SessionId> {
+        matches!(self.phase, Phase::Open | Phase::Detached).then_some(self.session_id)
+    }
+
+    /// The largest frame the peer may send now: small before login.
+    pub fn max_frame_len(&self) -> usize {
+        match self.phase {
+            Phase::Open | Phase::Detached => self.config.max_frame_len,
+            _ => self.config.pre_login_max_frame_len,
+        }
+    }
+
+    /// The negotiated heartbeat interval, once accepted.
+    pub fn heartbeat(&self) -> Option<Duration> {
+        (self.heartbeat_ms > 0).then(|| Duration::from_millis(u64::from(self.heartbeat_ms)))
+    }
+
+    /// The negotiated session timeout, once accepted.
+    pub fn session_timeout(&self) -> Option<Duration> {
+        (self.timeout_ms > 0).then(|| Duration::from_millis(u64::from(self.timeout_ms)))
+    }
+
+    /// The sequence number of the last published event (0: none).
+    pub fn last_event_seq(&self) -> u64 {
+        self.acked_seq + self.unacked.len() as u64
+    }
+
+    /// How many published events await acknowledgement.
+    pub fn unacked_events(&self) -> usize {
+        self.unacked.len()
+    }
+
+    /// The protocol error that closed this session, if one did.
+    pub fn error(&self) -> Option<&ProtocolError> {
+        self.error.as_ref()
+    }
+
+    // ---- input ----
+
+    /// Handles one frame from the client, received at `now`.
+    pub fn handle_frame(&mut self, now: Instant, frame: Bytes) -> Result<(), ProtocolError> {
+        if let Some(error) = &self.error {
+            return Err(error.clone());
+        }
+        match self.phase {
+            // No connection is attached, or it is being closed: late frames
+            // are ignored (a logout racing a kick, say).
+            Phase::Closed | Phase::Detached => return Ok(()),
+            _ if self.out.close_connection => return Ok(()),
+            _ => {}
+        }
+        if frame.len() > self.max_frame_len() {
+            return self.fail(
+                now,
+                ProtocolError::FrameTooLarge {
+                    len: frame.len() as u64,
+                    max: self.max_frame_len(),
+                },
+            );
+        }
+        let kind = match v1::ClientFrame::decode(frame) {
+            Ok(v1::ClientFrame { kind: Some(kind) }) => kind,
+            Ok(v1::ClientFrame { kind: None }) => {
+                return self.fail(now, ProtocolError::UnknownFrameKind);
+            }
+            Err(e) => return self.fail(now, ProtocolError::Malformed(e)),
+        };
+        match (self.phase, kind) {
+            (Phase::Accepted, client_frame::Kind::Login(login)) => {
+                self.on_login(now, login);
+                Ok(())
+            }
+            (Phase::Open, kind) => self.on_open_frame(now, kind),
+            (_, kind) => {
+                let state = self.state_name();
+                self.fail(
+                    now,
+                    ProtocolError::UnexpectedFrame {
+                        frame: client_frame_name(&kind),
+                        state,
+                    },
+                )
+            }
+        }
+    }
+
+    /// Handles the passing of deadlines: call when `poll_timeout` is reached.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.take_expired(now) {
+            match (timer, self.phase) {
+                (Timer::Login, Phase::Accepted | Phase::Authenticating) => {
+                    self.close_with(CloseCode::LoginTimeout, "login timeout".into());
+                }
+                (Timer::Expiry, Phase::Open | Phase::Detached) => {
+                    self.events.push_back(ServerEvent::Expired);
+                    self.close_with(CloseCode::Expired, "session expired".into());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The connection was lost (or the driver closed it). An open session is
+    /// detached and waits for a resume until it expires.
+    pub fn handle_disconnect(&mut self, _now: Instant) {
+        match self.phase {
+            Phase::Accepted | Phase::Authenticating => {
+                self.phase = Phase::Closed;
+                self.timers.stop_all();
+                self.out.clear();
+            }
+            Phase::Open => self.detach(),
+            Phase::Detached | Phase::Closed => self.out.clear(),
+        }
+    }
+
+    // ---- commands ----
+
+    /// Accepts the pending login: the session opens, `LoginOk` is queued
+    /// (with a fresh id and resume token from `entropy`), then any event
+    /// published from now on.
+    pub fn accept_login(
+        &mut self,
+        now: Instant,
+        requested_heartbeat_ms: u32,
+        entropy: &mut dyn Entropy,
+    ) -> Result<SessionId, AcceptError> {
+        if self.phase != Phase::Authenticating || self.out.close_connection {
+            return Err(AcceptError::NotAuthenticating);
+        }
+        let mut id = [0u8; 8];
+        entropy.fill_bytes(&mut id);
+        // Zero means "none" in the getters' eyes; avoid it.
+        self.session_id = SessionId(u64::from_le_bytes(id).max(1));
+        entropy.fill_bytes(&mut self.resume_token);
+        let heartbeat = self.config.negotiate_heartbeat(requested_heartbeat_ms);
+        let timeout = self.config.session_timeout(heartbeat);
+        self.heartbeat_ms = duration_ms(heartbeat);
+        self.timeout_ms = duration_ms(timeout);
+        self.phase = Phase::Open;
+        self.timers.stop(Timer::Login);
+        self.touch(now);
+        self.out.login_ok = Some((false, self.server_time_ms(now)));
+        self.events.push_back(ServerEvent::Opened {
+            session_id: self.session_id,
+        });
+        Ok(self.session_id)
+    }
+
+    /// Refuses the pending login: `LoginRejected` is queued, then the order
+    /// to close the connection. No lifecycle event follows (the session never
+    /// opened).
+    pub fn reject_login(&mut self, code: RejectCode, message: &str) -> Result<(), AcceptError> {
+        if self.phase != Phase::Authenticating || self.out.close_connection {
+            return Err(AcceptError::NotAuthenticating);
+        }
+        self.phase = Phase::Closed;
+        self.timers.stop_all();
+        self.out.farewell = Some(Farewell::Reject {
+            code,
+            message: message.to_owned(),
+        });
+        self.out.close_connection = true;
+        Ok(())
+    }
+
+    /// Re-attaches this session (Open or Detached) for a client that proved
+    /// ownership with `request`, over a new connection. Replays every event
+    /// after `request.last_event_seq`, in order, after a `LoginOk` with a
+    /// fresh resume token.
+    ///
+    /// If the session was still Open (the server had not noticed the old
+    /// connection die), the old connection is forgotten: the driver must
+    /// close it without writing to it, and route the new connection here.
+    pub fn resume(
+        &mut self,
+        now: Instant,
+        request: &ResumeRequest,
+        entropy: &mut dyn Entropy,
+    ) -> Result<(), ResumeRejected> {
+        if !matches!(self.phase, Phase::Open | Phase::Detached) {
+            return Err(ResumeRejected::NotResumable);
+        }
+        let id_ok = request.session_id == self.session_id;
+        let token_ok = constant_time_eq(&request.resume_token, &self.resume_token);
+        if !(id_ok & token_ok) {
+            return Err(ResumeRejected::BadToken);
+        }
+        let last = self.last_event_seq();
+        if request.last_event_seq > last {
+            return Err(ResumeRejected::SeqOutOfRange {
+                claimed: request.last_event_seq,
+                last,
+            });
+        }
+        if self.phase == Phase::Open {
+            self.detach();
+        }
+        self.ack_events(request.last_event_seq);
+        self.sent_seq = self.acked_seq;
+        entropy.fill_bytes(&mut self.resume_token);
+        self.phase = Phase::Open;
+        self.touch(now);
+        self.out.login_ok = Some((true, self.server_time_ms(now)));
+        self.events.push_back(ServerEvent::Resumed);
+        Ok(())
+    }
+
+    /// Publishes an event to the client; returns its sequence number. Allowed
+    /// while Open or Detached (buffered for a resume). When the buffer of
+    /// unacknowledged events would overflow, the session is closed with
+    /// `SLOW_CONSUMER` instead and this event is refused.
+    pub fn publish(&mut self, body: Bytes) -> Result<u64, PublishError> {
+        if !matches!(self.phase, Phase::Open | Phase::Detached) {
+            return Err(PublishError::NotOpen);
+        }
+        let events = self.unacked.len() + 1;
+        let bytes = self.unacked_bytes + body.len();
+        if events > self.config.max_unacked_events as usize
+            || bytes > self.config.max_unacked_bytes as usize
+        {
+            self.close_with(
+                CloseCode::SlowConsumer,
+                format!("{} events unacknowledged", self.unacked.len()),
+            );
+            return Err(PublishError::SlowConsumer);
+        }
+        self.unacked.push_back(body);
+        self.unacked_bytes = bytes;
+        Ok(self.last_event_seq())
+    }
+
+    /// Answers request `id`. The response is kept until the client
+    /// acknowledges it, so that a re-send after a resume gets it again
+    /// instead of a second execution. A response to a request the client has
+    /// already given up on is dropped.
+    pub fn respond(
+        &mut self,
+        id: u64,
+        result: Result<Bytes, ResponseError>,
+    ) -> Result<(), RespondError> {
+        if !matches!(self.phase, Phase::Open | Phase::Detached) {
+            return Err(RespondError::Closed);
+        }
+        if id > self.highest_request || id == 0 {
+            return Err(RespondError::UnknownRequest(id));
+        }
+        if id <= self.acked_request {
+            return Ok(());
+        }
+        if self.responses.contains_key(&id) {
+            return Err(RespondError::AlreadyAnswered(id));
+        }
+        self.responses.insert(id, result);
+        if self.phase == Phase::Open {
+            self.out.responses.push_back(id);
+        }
+        Ok(())
+    }
+
+    /// Closes the session with `code` (kick, conflict, shutdown, ...): the
+    /// close signal is queued after anything already queued (with
+    /// `retry_after` as a hint for the client), then the order to close the
+    /// connection; `Closed` is reported if the session was open.
+    pub fn close(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+        retry_after: Option<Duration>,
+    ) -> Result<(), CloseError> {
+        if self.phase == Phase::Closed {
+            return Err(CloseError::AlreadyClosed);
+        }
+        self.close_inner(code, reason.to_owned(), retry_after.map(duration_ms));
+        Ok(())
+    }
+
+    // ---- output ----
+
+    /// Appends the next frame to `buf` (in `framing`) and returns
+    /// `Some(Transmit::Frame)`; after the last frame of a closing session,
+    /// returns `Some(Transmit::CloseConnection)` once; `None` when idle.
+    pub fn poll_transmit(&mut self, buf: &mut BytesMut, framing: Framing) -> Option<Transmit> {
+        let kind = if let Some((resumed, server_time_ms)) = self.out.login_ok.take() {
+            server_frame::Kind::LoginOk(v1::LoginOk {
+                session_id: self.session_id.0,
+                resume_token: Bytes::copy_from_slice(&self.resume_token),
+                heartbeat_ms: self.heartbeat_ms,
+                session_timeout_ms: self.timeout_ms,
+                resumed,
+                next_event_seq: self.last_event_seq() + 1,
+                server_time_ms,
+                max_pending_requests: self.config.max_pending_requests,
+            })
+        } else if let Some(server_time_ms) = self.out.heartbeat_ack.take() {
+            server_frame::Kind::HeartbeatAck(v1::HeartbeatAck { server_time_ms })
+        } else if let Some(id) = self.out.responses.pop_front() {
+            let Some(result) = self.responses.get(&id) else {
+                // Acknowledged meanwhile: nothing to send.
+                return self.poll_transmit(buf, framing);
+            };
+            let result = match result {
+                Ok(body) => v1::response::Result::Body(body.clone()),
+                Err(e) => v1::response::Result::Error(v1::Error {
+                    code: e.code.to_wire(),
+                    message: e.message.clone(),
+                }),
+            };
+            server_frame::Kind::Response(v1::Response {
+                request_id: id,
+                result: Some(result),
+            })
+        } else if self.phase == Phase::Open && self.sent_seq < self.last_event_seq() {
+            self.sent_seq += 1;
+            let body = self.unacked[(self.sent_seq - self.acked_seq - 1) as usize].clone();
+            server_frame::Kind::Event(v1::Event {
+                seq: self.sent_seq,
+                body,
+            })
+        } else if let Some(farewell) = self.out.farewell.take() {
+            match farewell {
+                Farewell::Close {
+                    code,
+                    reason,
+                    retry_after_ms,
+                } => server_frame::Kind::CloseSignal(v1::CloseSignal {
+                    code: code.to_wire(),
+                    reason,
+                    retry_after_ms,
+                }),
+                Farewell::Reject { code, message } => {
+                    server_frame::Kind::LoginRejected(v1::LoginRejected {
+                        code: code.to_wire(),
+                        message,
+                    })
+                }
+            }
+        } else if std::mem::take(&mut self.out.close_connection) {
+            return Some(Transmit::CloseConnection);
+        } else {
+            return None;
+        };
+        encode_frame(&v1::ServerFrame { kind: Some(kind) }, framing, buf);
+        Some(Transmit::Frame)
+    }
+
+    /// The next lifecycle event or request for the application.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_timeout()
+    }
+
+    // ---- internals ----
+
+    fn server_time_ms(&self, now: Instant) -> u64 {
+        self.config
+            .wall_clock
+            .map_or(0, |clock| clock.unix_ms_at(now))
+    }
+
+    fn state_name(&self) -> &'static str {
+        match self.phase {
+            Phase::Accepted => "awaiting login",
+            Phase::Authenticating => "authenticating",
+            Phase::Open => "open",
+            Phase::Detached => "detached",
+            Phase::Closed => "closed",
+        }
+    }
+
+    fn touch(&mut self, now: Instant) {
+        let timeout = Duration::from_millis(u64::from(self.timeout_ms));
+        self.timers.set(Timer::Expiry, now + timeout);
+    }
+
+    fn on_login(&mut self, _now: Instant, login: v1::Login) {
+        if login.protocol_version != session_proto::PROTOCOL_VERSION {
+            self.phase = Phase::Authenticating;
+            let _ = self.reject_login(
+                RejectCode::UnsupportedVersion,
+                "this server speaks protocol version 1",
+            );
+            return;
+        }
+        let resume = login.resume.map(|r| ResumeRequest {
+            session_id: SessionId(r.session_id),
+            resume_token: r.resume_token,
+            last_event_seq: r.last_event_seq,
+        });
+        if login.user_id.is_empty() && resume.is_none() {
+            self.phase = Phase::Authenticating;
+            let _ = self.reject_login(RejectCode::InvalidLogin, "empty user id");
+            return;
+        }
+        self.phase = Phase::Authenticating;
+        self.events
+            .push_back(ServerEvent::LoginRequested(LoginRequest {
+                protocol_version: login.protocol_version,
+                user_id: login.user_id,
+                credential: login.credential,
+                device: login.device,
+                requested_heartbeat_ms: login.requested_heartbeat_ms,
+                resume,
+                properties: login.properties,
+            }));
+    }
+
+    fn on_open_frame(
+        &mut self,
+        now: Instant,
+        kind: client_frame::Kind,
+    ) -> Result<(), ProtocolError> {
+        // Any frame is liveness, not only heartbeats.
+        self.touch(now);
+        match kind {
+            client_frame::Kind::Heartbeat(hb) => {
+                self.check_event_ack(now, hb.ack_event_seq)?;
+                self.check_request_ack(now, hb.ack_request_id)?;
+                self.out.heartbeat_ack = Some(self.server_time_ms(now));
+                Ok(())
+            }
+            client_frame::Kind::Ack(ack) => {
+                self.check_event_ack(now, ack.event_seq)?;
+                self.check_request_ack(now, ack.ack_request_id)
+            }
+            client_frame::Kind::Request(request) => {
+                self.check_request_ack(now, request.ack_request_id)?;
+                self.on_request(now, request.request_id, request.body)
+            }
+            client_frame::Kind::Logout(logout) => {
+                // The client has closed its side: no close signal, just close.
+                self.finish(CloseCode::LoggedOut, logout.reason);
+                self.out.clear();
+                self.out.close_connection = true;
+                Ok(())
+            }
+            client_frame::Kind::Login(_) => self.fail(
+                now,
+                ProtocolError::UnexpectedFrame {
+                    frame: "login",
+                    state: "open",
+                },
+            ),
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, id: u64, body: Bytes) -> Result<(), ProtocolError> {
+        if id == self.highest_request + 1 {
+            let window = self.config.max_pending_requests;
+            if id - self.acked_request > u64::from(window) {
+                return self.fail(now, ProtocolError::TooManyPendingRequests { limit: window });
+            }
+            self.highest_request = id;
+            self.events.push_back(ServerEvent::Request { id, body });
+        } else if id > self.highest_request || id == 0 {
+            return self.fail(
+                now,
+                ProtocolError::RequestOutOfOrder {
+                    id,
+                    expected: self.highest_request + 1,
+                },
+            );
+        } else if self.responses.contains_key(&id) {
+            // A re-send (after a resume) of a request already answered.
+            self.out.responses.push_back(id);
+        }
+        // Otherwise: acknowledged already, or still executing; its response
+        // goes out when ready.
+        Ok(())
+    }
+
+    fn check_event_ack(&mut self, now: Instant, ack: u64) -> Result<(), ProtocolError> {
+        if ack > self.sent_seq.max(self.acked_seq) {
+            return self.fail(
+                now,
+                ProtocolError::AckOutOfRange {
+                    what: "event",
+                    ack,
+                    last: self.sent_seq,
+                },
+            );
+        }
+        self.ack_events(ack);
+        Ok(())
+    }
+
+    fn ack_events(&mut self, ack: u64) {
+        while self.acked_seq < ack {
+            if let Some(body) = self.unacked.pop_front() {
+                self.unacked_bytes -= body.len();
+            }
+            self.acked_seq += 1;
+        }
+        self.sent_seq = self.sent_seq.max(self.acked_seq);
+        if self.unacked.is_empty() && self.unacked.capacity() > 64 {
+            // Give back the memory a burst took, so idle sessions stay small.
+            self.unacked = VecDeque::new();
+        }
+    }
+
+    fn check_request_ack(&mut self, now: Instant, ack: u64) -> Result<(), ProtocolError> {
+        if ack > self.highest_request {
+            return self.fail(
+                now,
+                ProtocolError::AckOutOfRange {
+                    what: "request",
+                    ack,
+                    last: self.highest_request,
+                },
+            );
+        }
+        if ack > self.acked_request {
+            self.acked_request = ack;
+            // Drop every cached response up to `ack`.
+            self.responses = self.responses.split_off(&(ack + 1));
+        }
+        Ok(())
+    }
+
+    fn detach(&mut self) {
+        self.phase = Phase::Detached;
+        self.out.clear();
+        self.sent_seq = self.acked_seq;
+        self.events.push_back(ServerEvent::Detached);
+    }
+
+    /// Moves to Closed with `code` and reports it; nothing is queued.
+    fn finish(&mut self, code: CloseCode, reason: String) {
+        let was_open = matches!(self.phase, Phase::Open | Phase::Detached);
+        self.phase = Phase::Closed;
+        self.timers.stop_all();
+        if was_open {
+            self.events.push_back(ServerEvent::Closed { code, reason });
+        }
+    }
+
+    /// Closes: queues the close signal (if a connection is attached) and the
+    /// order to close, and reports `Closed` if the session was open.
+    fn close_with(&mut self, code: CloseCode, reason: String) {
+        self.close_inner(code, reason, None);
+    }
+
+    fn close_inner(&mut self, code: CloseCode, reason: String, retry_after_ms: Option<u32>) {
+        let attached = matches!(
+            self.phase,
+            Phase::Accepted | Phase::Authenticating | Phase::Open
+        );
+        if attached && !self.out.close_connection {
+            self.out.farewell = Some(Farewell::Close {
+                code,
+                reason: reason.clone(),
+                retry_after_ms,
+            });
+            self.out.close_connection = true;
+        }
+        self.finish(code, reason);
+    }
+
+    fn fail(&mut self, _now: Instant, error: ProtocolError) -> Result<(), ProtocolError> {
+        self.error = Some(error.clone());
+        self.close_with(error.close_code(), error.to_string());
+        Err(error)
+    }
+}
+
+fn duration_ms(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+fn client_frame_name(kind: &client_frame::Kind) -> &'static str {
+    match kind {
+        client_frame::Kind::Login(_) => "login",
+        client_frame::Kind::Heartbeat(_) => "heartbeat",
+        client_frame::Kind::Request(_) => "request",
+        client_frame::Kind::Ack(_) => "ack",
+        client_frame::Kind::Logout(_) => "logout",
+    }
+}
