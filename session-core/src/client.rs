@@ -441,6 +441,15 @@ impl ClientSession {
         }
     }
 
+    /// Reports bad input the transport found before a frame could be handed
+    /// over (an oversized length prefix, say): handled as if `handle_frame`
+    /// had found it.
+    pub fn handle_protocol_error(&mut self, now: Instant, error: ProtocolError) {
+        if self.error.is_none() && self.connected && self.closing.is_none() {
+            let _ = self.fail(now, error);
+        }
+    }
+
     /// Handles the passing of deadlines: call when `poll_timeout` is reached.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(timer) = self.timers.take_expired(now) {

@@ -187,7 +187,8 @@ impl Outbox {
 ///   [`session_id`](Self::session_id), [`max_frame_len`](Self::max_frame_len),
 ///   [`heartbeat`](Self::heartbeat), ...
 /// - **input**: [`handle_frame`](Self::handle_frame) for each frame received,
-///   [`handle_timeout`](Self::handle_timeout) when
+///   [`handle_protocol_error`](Self::handle_protocol_error) for bad input the
+///   transport caught, [`handle_timeout`](Self::handle_timeout) when
 ///   [`poll_timeout`](Self::poll_timeout) passes,
 ///   [`handle_disconnect`](Self::handle_disconnect) when the transport is lost;
 /// - **commands** from the application: [`accept_login`](Self::accept_login),
@@ -354,6 +355,16 @@ impl ServerSession {
                     },
                 )
             }
+        }
+    }
+
+    /// Reports bad input the transport found before a frame could be handed
+    /// over (a length prefix over [`max_frame_len`](Self::max_frame_len), an
+    /// invalid prefix, a text WebSocket message): the session closes as if
+    /// `handle_frame` had found it, with the close signal queued.
+    pub fn handle_protocol_error(&mut self, now: Instant, error: ProtocolError) {
+        if self.error.is_none() && self.phase != Phase::Closed {
+            let _ = self.fail(now, error);
         }
     }
 
@@ -583,7 +594,11 @@ impl ServerSession {
                 request_id: id,
                 result: Some(result),
             })
-        } else if self.phase == Phase::Open && self.sent_seq < self.last_event_seq() {
+        } else if self.sent_seq < self.last_event_seq()
+            && (self.phase == Phase::Open || self.out.close_connection)
+        {
+            // Open, or closing with the connection still attached: events
+            // published before the close go out ahead of the close signal.
             self.sent_seq += 1;
             let body = self.unacked[(self.sent_seq - self.acked_seq - 1) as usize].clone();
             server_frame::Kind::Event(v1::Event {
@@ -708,6 +723,7 @@ impl ServerSession {
                 // The client has closed its side: no close signal, just close.
                 self.finish(CloseCode::LoggedOut, logout.reason);
                 self.out.clear();
+                self.sent_seq = self.last_event_seq();
                 self.out.close_connection = true;
                 Ok(())
             }

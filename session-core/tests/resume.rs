@@ -1,0 +1,242 @@
+//! Disconnect then resume: every missed event replayed once and in order;
+//! resume after expiry, with a wrong token, or twice, is refused.
+
+mod common;
+
+use std::time::Duration;
+
+use common::World;
+use session_core::{
+    ClientEvent, ClientState, CloseReason, RejectCode, ResumeRequest, ServerEvent, ServerState,
+    SessionId,
+};
+
+fn bodies(world: &World, c: usize) -> Vec<String> {
+    world
+        .messages(c)
+        .into_iter()
+        .map(|(_, b)| String::from_utf8(b.to_vec()).unwrap())
+        .collect()
+}
+
+#[test]
+fn resume_after_a_reset_replays_every_missed_event_once_and_in_order() {
+    let mut world = World::standard();
+    let c = world.online("alice", "web");
+    let slot = world.slot_of(c);
+    world.publish(c, "e1");
+    world.publish(c, "e2");
+    world.ack_all(c);
+    world.publish(c, "e3"); // received, not acknowledged
+    world.reset(c);
+    assert_eq!(world.slots[slot].session.state(), ServerState::Detached);
+    assert_eq!(world.clients[c].session.state(), ClientState::Suspended);
+    // Published while detached: buffered.
+    world.publish(c, "e4");
+    world.publish(c, "e5");
+    world.run_for(Duration::from_secs(30));
+
+    world.reconnect_and_resume(c);
+    assert_eq!(world.clients[c].session.state(), ClientState::Online);
+    assert_eq!(bodies(&world, c), ["e1", "e2", "e3", "e4", "e5"]);
+    let seqs: Vec<u64> = world.messages(c).iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert!(matches!(
+        world.lifecycle(c).last(),
+        Some(ClientEvent::Online(info)) if info.resumed
+    ));
+    // Offline never fired: the session did not end.
+    assert!(world.offline_reasons(c).is_empty());
+    assert!(matches!(
+        world.server_lifecycle(slot).as_slice(),
+        [
+            ServerEvent::Opened { .. },
+            ServerEvent::Detached,
+            ServerEvent::Resumed
+        ]
+    ));
+    // And the session goes on.
+    world.publish(c, "e6");
+    assert_eq!(bodies(&world, c).last().map(String::as_str), Some("e6"));
+}
+
+#[test]
+fn resume_over_a_half_open_connection_replays_what_was_lost_in_flight() {
+    let mut world = World::standard();
+    let c = world.online("alice", "web");
+    let slot = world.slot_of(c);
+    world.publish(c, "seen");
+    // The network drops everything; the server keeps writing into the void.
+    world.partition(c);
+    world.publish(c, "lost-1");
+    world.publish(c, "lost-2");
+    world.client_loses_connection(c);
+    assert_eq!(world.slots[slot].session.state(), ServerState::Open);
+
+    world.reconnect_and_resume(c);
+    assert_eq!(bodies(&world, c), ["seen", "lost-1", "lost-2"]);
+    assert_eq!(world.slots[slot].session.state(), ServerState::Open);
+}
+
+#[test]
+fn the_resume_token_is_rotated_on_every_resume() {
+    let mut world = World::standard();
+    let c = world.online("alice", "web");
+    let slot = world.slot_of(c);
+    let session_id = world.clients[c].session.session_id().unwrap();
+    let stolen = ResumeRequest {
+        session_id,
+        resume_token: current_token(&mut world, c),
+        last_event_seq: 0,
+    };
+    world.reset(c);
+    world.reconnect_and_resume(c);
+    assert_eq!(world.clients[c].session.state(), ClientState::Online);
+    // The token used before this resume no longer works.
+    world.reset(c);
+    let now = world.now;
+    assert_eq!(
+        world.slots[slot]
+            .session
+            .resume(now, &stolen, &mut world.rng),
+        Err(session_core::ResumeRejected::BadToken)
+    );
+}
+
+#[test]
+fn a_suspended_client_gives_up_when_the_session_has_surely_expired() {
+    let mut world = World::standard();
+    let c = world.online("alice", "web");
+    world.reset(c);
+    world.run_for(Duration::from_secs(89));
+    assert_eq!(world.clients[c].session.state(), ClientState::Suspended);
+    world.run_for(Duration::from_secs(1));
+    assert_eq!(world.offline_reasons(c), vec![CloseReason::Expired]);
+    let slot = world.slot_of(c);
+    assert!(matches!(
+        world.server_lifecycle(slot).as_slice(),
+        [
+            ServerEvent::Opened { .. },
+            ServerEvent::Detached,
+            ServerEvent::Expired,
+            ServerEvent::Closed { .. }
+        ]
+    ));
+}
+
+#[test]
+fn resume_after_expiry_is_rejected_and_ends_the_session() {
+    let mut world = World::standard();
+    let c = world.online("alice", "web");
+    let slot = world.slot_of(c);
+    // The partition eats the heartbeats; the server expires the session at
+    // 90 s while the client, which noticed the silence at 60 s, still hopes.
+    world.partition(c);
+    world.run_for(Duration::from_secs(100));
+    assert_eq!(world.slots[slot].session.state(), ServerState::Closed);
+    assert_eq!(world.clients[c].session.state(), ClientState::Suspended);
+    world.reconnect_and_resume(c);
+    // The rejection is explicit and ends the session.
+    assert!(matches!(
+        world.offline_reasons(c).as_slice(),
+        [CloseReason::ResumeRejected {
+            code: RejectCode::SessionNotFound,
+            ..
+        }]
+    ));
+    assert_eq!(world.clients[c].session.state(), ClientState::Closed);
+}
+
+#[test]
+fn resume_with_a_wrong_or_foreign_token_is_rejected_without_harm() {
+    let mut world = World::standard();
+    let alice = world.online("alice", "web");
+    let bob = world.online("bob", "web");
+    let alice_slot = world.slot_of(alice);
+    let alice_id = world.clients[alice].session.session_id().unwrap();
+    let bob_token = current_token(&mut world, bob);
+    let now = world.now;
+    for request in [
+        ResumeRequest {
+            session_id: alice_id,
+            resume_token: vec![0u8; 32].into(),
+            last_event_seq: 0,
+        },
+        ResumeRequest {
+            session_id: alice_id,
+            resume_token: bob_token.clone(),
+            last_event_seq: 0,
+        },
+        ResumeRequest {
+            session_id: SessionId(12345),
+            resume_token: bob_token,
+            last_event_seq: 0,
+        },
+        ResumeRequest {
+            session_id: alice_id,
+            resume_token: vec![].into(),
+            last_event_seq: 0,
+        },
+    ] {
+        assert!(
+            world.slots[alice_slot]
+                .session
+                .resume(now, &request, &mut world.rng)
+                .is_err()
+        );
+    }
+    assert_eq!(world.slots[alice_slot].session.state(), ServerState::Open);
+    world.publish(alice, "still fine");
+    assert_eq!(bodies(&world, alice), ["still fine"]);
+}
+
+#[test]
+fn a_claim_of_events_never_published_is_rejected() {
+    let mut world = World::standard();
+    let c = world.online("alice", "web");
+    let slot = world.slot_of(c);
+    let request = ResumeRequest {
+        session_id: world.clients[c].session.session_id().unwrap(),
+        resume_token: current_token(&mut world, c),
+        last_event_seq: 7,
+    };
+    let now = world.now;
+    assert_eq!(
+        world.slots[slot]
+            .session
+            .resume(now, &request, &mut world.rng),
+        Err(session_core::ResumeRejected::SeqOutOfRange {
+            claimed: 7,
+            last: 0
+        })
+    );
+}
+
+#[test]
+fn two_racing_resumes_one_wins() {
+    let mut world = World::standard();
+    let c = world.online("alice", "web");
+    let slot = world.slot_of(c);
+    let request = ResumeRequest {
+        session_id: world.clients[c].session.session_id().unwrap(),
+        resume_token: current_token(&mut world, c),
+        last_event_seq: 0,
+    };
+    world.reset(c);
+    let now = world.now;
+    let first = world.slots[slot]
+        .session
+        .resume(now, &request, &mut world.rng);
+    let second = world.slots[slot]
+        .session
+        .resume(now, &request, &mut world.rng);
+    assert_eq!(first, Ok(()));
+    assert_eq!(second, Err(session_core::ResumeRejected::BadToken));
+}
+
+fn current_token(world: &mut World, c: usize) -> bytes::Bytes {
+    world.clients[c]
+        .last_token
+        .clone()
+        .expect("a LoginOk was received")
+}
