@@ -6,7 +6,9 @@ use crate::root;
 
 /// Runs fmt, clippy, the tests, rustdoc and the codegen check.
 pub(crate) fn run() -> Result<(), String> {
-    let steps: &[(&str, &[&str], &[(&str, &str)])] = &[
+    // (name, cargo arguments, environment)
+    type Step<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+    let steps: &[Step<'_>] = &[
         ("fmt", &["fmt", "--all", "--check"], &[]),
         (
             "clippy",
