@@ -8,6 +8,7 @@
 mod bench;
 mod ci;
 mod codegen;
+mod tidy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
