@@ -49,7 +49,10 @@ mod tests {
                 !text.trim_start().starts_with("//!")
             })
             .collect();
-        assert!(missing.is_empty(), "files without a leading `//!` line: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "files without a leading `//!` line: {missing:?}"
+        );
     }
 
     #[test]
