@@ -1,0 +1,124 @@
+//! `sessiond`: the session server on embedded defaults (TCP on
+//! 127.0.0.1:7700, WebSocket on 127.0.0.1:7701 at `/session`, the demo users
+//! and the demo application), configurable by flags and a TOML file.
+
+mod settings;
+
+use std::process::ExitCode;
+
+use session_server::Server;
+use session_server::demo::{DEMO_USERS, DemoApp, LOAD_PASSWORD, UserTable};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let settings = match settings::Settings::load() {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("sessiond: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = settings.log.clone().unwrap_or_else(|| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("sessiond: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("sessiond: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: settings::Settings) -> Result<(), String> {
+    let options = settings.options()?;
+    let listeners = settings.listeners()?;
+    let users = match &settings.users {
+        Some(path) => {
+            let mut table = UserTable::from_file(path).map_err(|e| e.to_string())?;
+            table.set_load_users(settings.load_users.unwrap_or(false));
+            table
+        }
+        None => {
+            let mut table = UserTable::demo();
+            table.set_load_users(settings.load_users.unwrap_or(true));
+            table
+        }
+    };
+    let demo_users = settings.users.is_none();
+    let load_users = settings.load_users.unwrap_or(demo_users);
+
+    let mut builder = Server::builder()
+        .options(options)
+        .authenticator(users)
+        .request_handler(DemoApp);
+    for listen in listeners {
+        builder = builder.listen(listen);
+    }
+    let server = builder.start().await.map_err(|e| e.to_string())?;
+
+    println!("sessiond is up.");
+    for (scheme, addr) in server.local_addrs() {
+        let path = if scheme.starts_with("ws") {
+            "/session"
+        } else {
+            ""
+        };
+        let path = settings
+            .ws_path
+            .as_deref()
+            .filter(|_| !path.is_empty())
+            .unwrap_or(path);
+        println!("  listening on {scheme}://{addr}{path}");
+    }
+    if demo_users {
+        let users: Vec<String> = DEMO_USERS.iter().map(|(u, p)| format!("{u}/{p}")).collect();
+        println!("  demo users (user/password): {}", users.join(", "));
+    }
+    if load_users {
+        println!("  load users: any `load-<n>` with password `{LOAD_PASSWORD}`");
+    }
+    println!("  requests are echoed; `to <user> <text>` relays <text> to that user's sessions");
+    if let Some((scheme, addr)) = server.local_addrs().first() {
+        println!("  try: cargo run --bin session-cli -- {scheme}://{addr} alice alice-secret");
+    }
+    println!("  Ctrl-C (or SIGTERM) shuts down gracefully.");
+
+    stop_signal().await?;
+    println!("sessiond: shutting down");
+    let report = server.shutdown().await;
+    println!(
+        "sessiond: closed {} sessions, {} connections left",
+        report.sessions_closed, report.connections_left
+    );
+    Ok(())
+}
+
+/// Waits for Ctrl-C, or SIGTERM (what service managers send) on Unix.
+async fn stop_signal() -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term =
+            signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.map_err(|e| format!("cannot wait for Ctrl-C: {e}")),
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))
+    }
+}

@@ -1,0 +1,204 @@
+//! The sessions of one server: who is online, the state each session's core
+//! is in, and the one way to touch that state (`Shared::with_session`), which
+//! forwards the core's events to the dispatcher in order.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use session_core::{ServerConfig, ServerEvent, ServerSession, ServerState, SessionId};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+
+use crate::api::SessionInfo;
+use crate::handle::LifecycleEvent;
+use crate::limits::Limiter;
+use crate::options::ServerOptions;
+
+/// One open (or detached) session.
+#[derive(Debug)]
+pub(crate) struct SessionCell {
+    pub(crate) info: SessionInfo,
+    pub(crate) state: Mutex<CellState>,
+    /// Wakes whoever drives the session now: the attached connection's task
+    /// (to write new output) or the detached session's timer.
+    pub(crate) wake: Notify,
+}
+
+/// The state behind a cell's lock. Never held across an `.await`.
+#[derive(Debug)]
+pub(crate) struct CellState {
+    pub(crate) session: ServerSession,
+    /// Which connection is attached (0: none). A connection task that finds
+    /// another number here was replaced by a resume and leaves quietly.
+    pub(crate) attachment: u64,
+}
+
+/// A core event on its way to the backend.
+#[derive(Debug)]
+pub(crate) struct Dispatch {
+    pub(crate) cell: Arc<SessionCell>,
+    pub(crate) event: ServerEvent,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    by_id: HashMap<SessionId, Arc<SessionCell>>,
+    by_user: HashMap<Arc<str>, Vec<Arc<SessionCell>>>,
+}
+
+/// What every task of a server shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) options: ServerOptions,
+    pub(crate) core: Arc<ServerConfig>,
+    pub(crate) limiter: Arc<Limiter>,
+    pub(crate) lifecycle: broadcast::Sender<LifecycleEvent>,
+    /// Flips to true when a graceful shutdown starts.
+    pub(crate) shutdown: watch::Sender<bool>,
+    sessions: Mutex<Sessions>,
+    dispatch: Vec<mpsc::UnboundedSender<Dispatch>>,
+    next_attachment: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // State under these locks is only changed by code that does not panic
+    // midway; after a panic elsewhere, keep serving the other sessions.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl SessionCell {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, CellState> {
+        lock(&self.state)
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(
+        options: ServerOptions,
+        limiter: Arc<Limiter>,
+        dispatch: Vec<mpsc::UnboundedSender<Dispatch>>,
+    ) -> Self {
+        let mut core = options.core.clone();
+        if core.wall_clock.is_none() {
+            core.wall_clock = Some(crate::clock::wall_clock());
+        }
+        Self {
+            core: Arc::new(core),
+            options,
+            limiter,
+            lifecycle: broadcast::channel(1024).0,
+            shutdown: watch::channel(false).0,
+            sessions: Mutex::new(Sessions::default()),
+            dispatch,
+            next_attachment: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn new_attachment(&self) -> u64 {
+        self.next_attachment.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the session under its lock, then forwards the core's
+    /// events (in order, before the lock is released), wakes the session's
+    /// driver, and forgets the session if it closed.
+    pub(crate) fn with_session<R>(
+        &self,
+        cell: &Arc<SessionCell>,
+        f: impl FnOnce(&mut CellState) -> R,
+    ) -> R {
+        let (result, closed) = {
+            let mut state = cell.lock();
+            let result = f(&mut state);
+            let closed = self.forward_events(cell, &mut state.session);
+            (result, closed)
+        };
+        cell.wake.notify_one();
+        if closed {
+            self.forget(cell);
+        }
+        result
+    }
+
+    /// Sends the core's pending events to the session's dispatcher; true if
+    /// the session closed.
+    pub(crate) fn forward_events(
+        &self,
+        cell: &Arc<SessionCell>,
+        session: &mut ServerSession,
+    ) -> bool {
+        let mut closed = false;
+        while let Some(event) = session.poll_event() {
+            closed |= matches!(event, ServerEvent::Closed { .. });
+            let shard = (cell.info.id.0 % self.dispatch.len() as u64) as usize;
+            // The dispatchers live as long as the server; if they are gone
+            // the server is shutting down and nobody listens.
+            let _ = self.dispatch[shard].send(Dispatch {
+                cell: cell.clone(),
+                event,
+            });
+        }
+        closed
+    }
+
+    /// Files a newly opened session.
+    pub(crate) fn insert(&self, cell: Arc<SessionCell>) {
+        let mut sessions = lock(&self.sessions);
+        sessions
+            .by_user
+            .entry(cell.info.user_id.clone())
+            .or_default()
+            .push(cell.clone());
+        sessions.by_id.insert(cell.info.id, cell);
+    }
+
+    fn forget(&self, cell: &Arc<SessionCell>) {
+        let mut sessions = lock(&self.sessions);
+        if sessions
+            .by_id
+            .get(&cell.info.id)
+            .is_some_and(|c| Arc::ptr_eq(c, cell))
+        {
+            sessions.by_id.remove(&cell.info.id);
+        }
+        if let Some(list) = sessions.by_user.get_mut(&cell.info.user_id) {
+            list.retain(|c| !Arc::ptr_eq(c, cell));
+            if list.is_empty() {
+                sessions.by_user.remove(&cell.info.user_id);
+            }
+        }
+    }
+
+    pub(crate) fn get(&self, id: SessionId) -> Option<Arc<SessionCell>> {
+        lock(&self.sessions).by_id.get(&id).cloned()
+    }
+
+    /// The live (open or detached) sessions of `user`.
+    pub(crate) fn of_user(&self, user: &str) -> Vec<Arc<SessionCell>> {
+        lock(&self.sessions)
+            .by_user
+            .get(user)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The live sessions of `user` on `device`.
+    pub(crate) fn of_user_device(&self, user: &str, device: &str) -> Vec<Arc<SessionCell>> {
+        let mut cells = self.of_user(user);
+        cells.retain(|c| &*c.info.device == device);
+        cells.retain(|c| {
+            matches!(
+                c.lock().session.state(),
+                ServerState::Open | ServerState::Detached
+            )
+        });
+        cells
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<SessionCell>> {
+        lock(&self.sessions).by_id.values().cloned().collect()
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        lock(&self.sessions).by_id.len()
+    }
+}
