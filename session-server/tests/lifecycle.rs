@@ -7,12 +7,14 @@ use common::{KINDS, Recorder, Seen, TestClient, fast_options, start, url};
 use session_core::{
     ClientEvent, CloseCode, CloseReason, DisconnectReason, LoginFailure, RejectCode,
 };
+use session_server::LifecycleKind;
 
 #[tokio::test]
 async fn login_requests_events_and_logout() {
     for kind in KINDS {
         let recorder = Recorder::default();
         let server = start(fast_options(), recorder.clone()).await;
+        let mut lifecycle = server.handle().subscribe();
         let url = url(&server, kind);
         let mut alice = TestClient::online(&url, "alice", "web").await;
         let mut bob = TestClient::online(&url, "bob", "web").await;
@@ -54,6 +56,29 @@ async fn login_requests_events_and_logout() {
             [Seen::Open("alice".into()), Seen::Open("bob".into())]
         );
         assert_eq!(server.handle().user_sessions("alice"), vec![]);
+        // Subscribers saw the same story.
+        let mut kinds = Vec::new();
+        while kinds.len() < 3 {
+            let event = tokio::time::timeout(common::SOON, lifecycle.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            kinds.push((event.session.user_id.to_string(), event.kind));
+        }
+        assert_eq!(
+            kinds,
+            [
+                ("alice".to_owned(), LifecycleKind::Opened),
+                ("bob".to_owned(), LifecycleKind::Opened),
+                (
+                    "alice".to_owned(),
+                    LifecycleKind::Closed {
+                        code: CloseCode::LoggedOut,
+                        reason: "bye".into()
+                    }
+                ),
+            ]
+        );
         server.shutdown().await;
     }
 }

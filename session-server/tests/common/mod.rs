@@ -132,6 +132,7 @@ pub fn password(user: &str) -> &'static [u8] {
 /// A client: the sans-IO core over a real transport, driven by the test.
 pub struct TestClient {
     pub url: String,
+    pub options: ConnectOptions,
     pub session: ClientSession,
     pub transport: Option<Transport>,
     pub events: Vec<ClientEvent>,
@@ -143,13 +144,19 @@ pub struct TestClient {
 
 impl TestClient {
     pub async fn connect(url: &str, config: ClientConfig) -> Self {
-        let transport = session_transport::connect(url, &ConnectOptions::default())
+        Self::connect_with(url, config, ConnectOptions::default()).await
+    }
+
+    /// Connects with transport options (TLS roots, say).
+    pub async fn connect_with(url: &str, config: ClientConfig, options: ConnectOptions) -> Self {
+        let transport = session_transport::connect(url, &options)
             .await
             .expect("connects");
         let mut session = ClientSession::new(config);
         session.handle_connected(Instant::now());
         Self {
             url: url.to_owned(),
+            options,
             session,
             transport: Some(transport),
             events: Vec::new(),
@@ -330,7 +337,7 @@ impl TestClient {
 
     /// Reconnects and resumes, waiting for the answer.
     pub async fn resume(&mut self) {
-        let transport = session_transport::connect(&self.url, &ConnectOptions::default())
+        let transport = session_transport::connect(&self.url, &self.options)
             .await
             .expect("reconnects");
         self.transport = Some(transport);
