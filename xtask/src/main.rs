@@ -4,10 +4,14 @@
 //!   `proto/session.proto` (with `--check`, fail if the checked-in file is stale).
 //! - `ci`: everything CI checks: fmt, clippy, tests, rustdoc, codegen check.
 //! - `bench`: the core's hot-path benchmarks and per-session memory.
+//! - `fuzz [--seconds N]`: every fuzz target for N seconds each.
+//! - `soak`: thousands of sessions heartbeating for a while (not in CI).
 
 mod bench;
 mod ci;
 mod codegen;
+mod fuzz;
+mod soak;
 mod tidy;
 
 use std::path::PathBuf;
@@ -21,8 +25,12 @@ fn main() -> ExitCode {
         "codegen" => codegen::run(rest.iter().any(|a| a == "--check")),
         "ci" => ci::run(),
         "bench" => bench::run(rest),
+        "fuzz" => fuzz::run(rest),
+        "soak" => soak::run(rest),
         _ => {
-            eprintln!("usage: cargo xtask <codegen [--check] | ci | bench [--quick]>");
+            eprintln!(
+                "usage: cargo xtask <codegen [--check] | ci | bench [--quick] | fuzz [--seconds N] | soak [...]>"
+            );
             return ExitCode::from(2);
         }
     };
