@@ -87,17 +87,30 @@ pub(crate) async fn flush_closing(conn: &mut Transport, session: &mut ServerSess
     let _ = write(conn, &mut frames, LINGER).await;
 }
 
-/// Serves one connection whose handshake is done, from the login on.
-/// `session` was created when the connection was accepted, so the login
-/// deadline counts the handshake too.
-pub(crate) async fn serve<A: Authenticator>(
+/// A connection whose session is open: what the attached phase needs.
+#[derive(Debug)]
+pub(crate) struct Attached {
+    conn: Transport,
+    cell: Arc<SessionCell>,
+    attachment: u64,
+    remote: SocketAddr,
+    shared: Arc<Shared>,
+    slot: Admitted,
+}
+
+/// The login phase of a connection whose handshake is done. `session` was
+/// created when the connection was accepted, so the login deadline counts
+/// the handshake too. Returns the open session to run [`attached`] on (in a
+/// task of its own: this phase's state is large and short-lived, the
+/// attached phase's is small and long-lived), or how the connection ended.
+pub(crate) async fn login<A: Authenticator>(
     mut conn: Transport,
     mut session: ServerSession,
     remote: SocketAddr,
     shared: Arc<Shared>,
     auth: Arc<A>,
     slot: Admitted,
-) -> Ended {
+) -> Result<Attached, Ended> {
     let write_timeout = shared.options.write_timeout;
     let mut shutdown = shared.shutdown.subscribe();
     let mut buf = BytesMut::new();
@@ -111,11 +124,11 @@ pub(crate) async fn serve<A: Authenticator>(
         }
         let close = drain(&mut session, &mut buf, &mut frames);
         if !frames.is_empty() && write(&mut conn, &mut frames, write_timeout).await.is_err() {
-            return Ended::Lost;
+            return Err(Ended::Lost);
         }
         if close {
             let _ = conn.close_with_linger(LINGER).await;
-            return Ended::Closed;
+            return Err(Ended::Closed);
         }
         if let Some(ServerEvent::LoginRequested(login)) = session.poll_event() {
             break login;
@@ -133,28 +146,33 @@ pub(crate) async fn serve<A: Authenticator>(
                         debug!(%remote, %error, "bad input before login");
                         session.handle_protocol_error(Instant::now(), error);
                     }
-                    None => return Ended::Lost,
+                    None => return Err(Ended::Lost),
                 },
-                None => return Ended::Lost,
+                None => return Err(Ended::Lost),
             },
             () = sleep_until(deadline) => session.handle_timeout(Instant::now()),
             _ = shutdown.changed() => {}
         }
     };
 
-    let cell = match decide(&mut session, *login, remote, &shared, &*auth).await {
-        Some(cell) => cell,
-        None => {
-            // Rejected (or timed out): send the answer, then close.
-            let _ = drain(&mut session, &mut buf, &mut frames);
-            if write(&mut conn, &mut frames, write_timeout).await.is_ok() {
-                let _ = conn.close_with_linger(LINGER).await;
-            }
-            return Ended::Closed;
+    let Some((cell, attachment)) = decide(&mut session, *login, remote, &shared, &*auth).await
+    else {
+        // Rejected (or timed out): send the answer, then close.
+        let _ = drain(&mut session, &mut buf, &mut frames);
+        if write(&mut conn, &mut frames, write_timeout).await.is_ok() {
+            let _ = conn.close_with_linger(LINGER).await;
         }
+        return Err(Ended::Closed);
     };
-    drop(session);
-    attached(conn, cell, remote, shared, slot).await
+    conn.set_max_frame_len(shared.core.max_frame_len);
+    Ok(Attached {
+        conn,
+        cell,
+        attachment,
+        remote,
+        shared,
+        slot,
+    })
 }
 
 /// Decides a login: a resume re-attaches an existing session, a new login
@@ -288,14 +306,15 @@ async fn decide<A: Authenticator>(
 
 /// The attached phase: frames in, output out, one timer, until the session
 /// closes, the connection is lost, or a resume takes the session elsewhere.
-async fn attached(
-    mut conn: Transport,
-    (cell, attachment): (Arc<SessionCell>, u64),
-    remote: SocketAddr,
-    shared: Arc<Shared>,
-    _slot: Admitted,
-) -> Ended {
-    conn.set_max_frame_len(shared.core.max_frame_len);
+pub(crate) async fn attached(attached: Attached) -> Ended {
+    let Attached {
+        mut conn,
+        cell,
+        attachment,
+        remote,
+        shared,
+        slot: _slot,
+    } = attached;
     let write_timeout = shared.options.write_timeout;
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
@@ -308,7 +327,13 @@ async fn attached(
             let close = drain(&mut state.session, &mut buf, &mut frames);
             (close, state.session.poll_timeout())
         };
-        if !frames.is_empty() && write(&mut conn, &mut frames, write_timeout).await.is_err() {
+        // Boxed: the write state (with its deadline) would otherwise sit in
+        // every idle session's task.
+        if !frames.is_empty()
+            && Box::pin(write(&mut conn, &mut frames, write_timeout))
+                .await
+                .is_err()
+        {
             break Ended::Lost;
         }
         if close {
@@ -353,7 +378,8 @@ async fn attached(
                 state.attachment = 0;
             }
         });
-        let _ = conn.close_with_linger(LINGER).await;
+        // Boxed for the same reason: closing is rare.
+        let _ = Box::pin(conn.close_with_linger(LINGER)).await;
         return ended;
     }
     if ended != Ended::Replaced {

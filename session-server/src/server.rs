@@ -335,9 +335,17 @@ async fn accept_loop<A: Authenticator>(mut bound: wire::Bound, shared: Arc<Share
                                 return;
                             }
                         };
-                        let ended =
-                            connection::serve(conn, session, remote, shared, auth, slot).await;
-                        debug!(?ended, "connection ended");
+                        match connection::login(conn, session, remote, shared, auth, slot).await {
+                            // The attached phase gets a small task of its own;
+                            // this one, sized for the login, ends here.
+                            Ok(attached) => {
+                                tokio::spawn(
+                                    connection::attached(attached)
+                                        .instrument(info_span!("session", %remote)),
+                                );
+                            }
+                            Err(ended) => debug!(?ended, "connection ended before login"),
+                        }
                     }
                     .instrument(info_span!("connection", %remote)),
                 );

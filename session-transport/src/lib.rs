@@ -95,6 +95,7 @@
 mod codec;
 mod connect;
 mod error;
+mod lean;
 mod listen;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -15,6 +15,7 @@ use tokio_util::codec::Framed;
 
 use crate::FrameCodec;
 use crate::TransportError;
+use crate::lean::LeanFramed;
 use crate::ws::{self, WsStream};
 
 #[cfg(feature = "tls")]
@@ -69,7 +70,7 @@ impl fmt::Display for TransportKind {
 /// frame).
 #[derive(Debug)]
 enum Inner {
-    Tcp(Framed<TcpStream, FrameCodec>),
+    Tcp(LeanFramed),
     #[cfg(feature = "tls")]
     Tls(Box<Framed<TlsStream, FrameCodec>>),
     Ws(Box<WsStream<TcpStream>>),
@@ -106,7 +107,10 @@ pub struct Transport {
 
 impl Transport {
     pub(crate) fn tcp(stream: TcpStream, codec: FrameCodec, buffers: Buffers) -> Self {
-        Self::new(Inner::Tcp(framed(stream, codec, buffers)), buffers.addrs)
+        Self::new(
+            Inner::Tcp(LeanFramed::new(stream, codec, buffers.read, buffers.write)),
+            buffers.addrs,
+        )
     }
 
     #[cfg(feature = "tls")]
@@ -231,6 +235,7 @@ pub(crate) struct Buffers {
     pub(crate) addrs: (SocketAddr, SocketAddr),
 }
 
+#[cfg(feature = "tls")]
 fn framed<S>(stream: S, codec: FrameCodec, buffers: Buffers) -> Framed<S, FrameCodec>
 where
     S: AsyncRead + AsyncWrite,
