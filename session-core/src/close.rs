@@ -46,14 +46,19 @@ pub enum CloseCode {
 /// The first application close code.
 pub const APPLICATION_CLOSE_CODES: std::ops::RangeInclusive<u16> = 4000..=4999;
 
+/// The application code a wire value carries, if it is in `4000..=4999`.
+fn application_code(raw: i32) -> Option<u16> {
+    u16::try_from(raw)
+        .ok()
+        .filter(|code| APPLICATION_CLOSE_CODES.contains(code))
+}
+
 impl CloseCode {
     /// Decodes a wire value; unknown values are [`CloseCode::Unspecified`].
     pub fn from_wire(raw: i32) -> Self {
         use v1::CloseCode as W;
-        if let Ok(app) = u16::try_from(raw) {
-            if APPLICATION_CLOSE_CODES.contains(&app) {
-                return Self::Application(app);
-            }
+        if let Some(app) = application_code(raw) {
+            return Self::Application(app);
         }
         match W::try_from(raw).unwrap_or(W::Unspecified) {
             W::Unspecified => Self::Unspecified,
@@ -173,10 +178,8 @@ impl RejectCode {
     /// Decodes a wire value; unknown values are [`RejectCode::Unspecified`].
     pub fn from_wire(raw: i32) -> Self {
         use v1::RejectCode as W;
-        if let Ok(app) = u16::try_from(raw) {
-            if APPLICATION_CLOSE_CODES.contains(&app) {
-                return Self::Application(app);
-            }
+        if let Some(app) = application_code(raw) {
+            return Self::Application(app);
         }
         match W::try_from(raw).unwrap_or(W::Unspecified) {
             W::Unspecified => Self::Unspecified,

@@ -4,18 +4,7 @@
 mod common;
 
 use common::World;
-use session_core::{ClientEvent, ClientState, ErrorCode, RequestFailure, ResponseError};
-
-fn responses(world: &World, c: usize) -> Vec<(u64, Result<bytes::Bytes, RequestFailure>)> {
-    world.clients[c]
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            ClientEvent::Response { id, result } => Some((*id, result.clone())),
-            _ => None,
-        })
-        .collect()
-}
+use session_core::{ClientState, ErrorCode, RequestFailure, ResponseError};
 
 #[test]
 fn a_request_answered_while_the_connection_was_down_is_not_executed_twice() {
@@ -36,7 +25,7 @@ fn a_request_answered_while_the_connection_was_down_is_not_executed_twice() {
     world.reconnect_and_resume(c);
     assert_eq!(world.clients[c].session.state(), ClientState::Online);
     assert_eq!(world.executions.len(), 1, "executed exactly once");
-    assert_eq!(responses(&world, c), vec![(id, Ok("transfer 10".into()))]);
+    assert_eq!(world.responses(c), vec![(id, Ok("transfer 10".into()))]);
 }
 
 #[test]
@@ -58,7 +47,7 @@ fn a_request_still_executing_at_resume_is_answered_once_when_done() {
         "the re-send did not execute again"
     );
     world.respond_held();
-    assert_eq!(responses(&world, c), vec![(id, Ok("slow".into()))]);
+    assert_eq!(world.responses(c), vec![(id, Ok("slow".into()))]);
 }
 
 #[test]
@@ -76,7 +65,7 @@ fn a_request_lost_in_flight_is_executed_after_the_resume() {
     world.client_loses_connection(c);
     world.reconnect_and_resume(c);
     assert_eq!(world.executions.len(), 1);
-    assert_eq!(responses(&world, c), vec![(id, Ok("lost".into()))]);
+    assert_eq!(world.responses(c), vec![(id, Ok("lost".into()))]);
 }
 
 #[test]
@@ -90,7 +79,7 @@ fn requests_made_while_suspended_are_sent_after_the_resume() {
         .request(now, "queued".into())
         .unwrap();
     world.reconnect_and_resume(c);
-    assert_eq!(responses(&world, c), vec![(id, Ok("queued".into()))]);
+    assert_eq!(world.responses(c), vec![(id, Ok("queued".into()))]);
 }
 
 #[test]
@@ -105,7 +94,7 @@ fn cached_responses_are_dropped_once_acknowledged() {
             .unwrap();
     }
     world.settle();
-    assert_eq!(responses(&world, c).len(), 5);
+    assert_eq!(world.responses(c).len(), 5);
     // The next frame carries the cumulative acknowledgement of responses.
     world.clients[c].session.request(now, "r5".into()).unwrap();
     world.settle();
@@ -142,7 +131,7 @@ fn server_errors_reach_the_request_typed() {
         .unwrap();
     world.settle();
     assert_eq!(
-        responses(&world, c),
+        world.responses(c),
         vec![(id, Err(RequestFailure::Server(error)))]
     );
 }

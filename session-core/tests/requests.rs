@@ -6,18 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::World;
-use session_core::{ClientEvent, CloseCode, CloseReason, RequestError, RequestFailure};
-
-fn responses(world: &World, c: usize) -> Vec<(u64, Result<bytes::Bytes, RequestFailure>)> {
-    world.clients[c]
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            ClientEvent::Response { id, result } => Some((*id, result.clone())),
-            _ => None,
-        })
-        .collect()
-}
+use session_core::{CloseCode, CloseReason, RequestError, RequestFailure};
 
 #[test]
 fn many_requests_in_flight_complete_in_any_order() {
@@ -40,7 +29,7 @@ fn many_requests_in_flight_complete_in_any_order() {
     held.reverse();
     world.held = held;
     world.respond_held();
-    let mut got = responses(&world, c);
+    let mut got = world.responses(c);
     assert_eq!(got.len(), 50);
     assert_eq!(got[0].0, 50);
     got.sort_by_key(|(id, _)| *id);
@@ -61,14 +50,14 @@ fn a_request_without_answer_times_out_and_a_late_answer_is_dropped() {
         .request(now, "slow".into())
         .unwrap();
     world.run_for(Duration::from_secs(29));
-    assert!(responses(&world, c).is_empty());
+    assert!(world.responses(c).is_empty());
     world.run_for(Duration::from_secs(1));
     assert_eq!(
-        responses(&world, c),
+        world.responses(c),
         vec![(id, Err(RequestFailure::TimedOut))]
     );
     world.respond_held();
-    assert_eq!(responses(&world, c).len(), 1, "the late answer is dropped");
+    assert_eq!(world.responses(c).len(), 1, "the late answer is dropped");
 }
 
 #[test]
@@ -114,7 +103,7 @@ fn every_pending_request_fails_at_once_with_the_close_reason() {
         retry_after: None,
     };
     assert_eq!(
-        responses(&world, c),
+        world.responses(c),
         ids.iter()
             .map(|&id| (id, Err(RequestFailure::SessionClosed(reason.clone()))))
             .collect::<Vec<_>>()

@@ -582,6 +582,18 @@ impl World {
             .collect()
     }
 
+    /// Every `Response` client `c` received, in order.
+    pub fn responses(&self, c: usize) -> Vec<(u64, Result<Bytes, session_core::RequestFailure>)> {
+        self.clients[c]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Response { id, result } => Some((*id, result.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Client `c`'s lifecycle events (messages and responses left out).
     pub fn lifecycle(&self, c: usize) -> Vec<ClientEvent> {
         self.clients[c]
