@@ -418,6 +418,15 @@ impl ClientSession {
                     self.phase = Phase::Idle;
                     self.events
                         .push_back(ClientEvent::LoginFailed(LoginFailure::Closed(reason)));
+                } else if self.phase == Phase::Resuming {
+                    // Before the server answered the resume, a close signal
+                    // is about this connection (refused at the door, login
+                    // timeout, shutdown), not the session: a refused resume
+                    // is a `LoginRejected`. The session stays suspended.
+                    self.timers.stop(Timer::Login);
+                    self.phase = Phase::Suspended;
+                    self.events
+                        .push_back(ClientEvent::LoginFailed(LoginFailure::Closed(reason)));
                 } else if self.phase != Phase::Idle {
                     self.end(reason);
                 }

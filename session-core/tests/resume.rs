@@ -240,3 +240,48 @@ fn current_token(world: &mut World, c: usize) -> bytes::Bytes {
         .clone()
         .expect("a LoginOk was received")
 }
+
+#[test]
+fn a_close_signal_before_the_resume_answer_leaves_the_session_suspended() {
+    use session_core::proto::prost::Message;
+    use session_core::proto::v1;
+    let mut world = World::standard();
+    let c = world.online("alice", "web");
+    world.reset(c);
+    // A new connection that the server refuses at the door.
+    let now = world.now;
+    let client = &mut world.clients[c].session;
+    client.handle_connected(now);
+    client.resume(now).unwrap();
+    let refusal = v1::ServerFrame {
+        kind: Some(v1::server_frame::Kind::CloseSignal(v1::CloseSignal {
+            code: session_core::CloseCode::PolicyViolation.to_wire(),
+            reason: "too many connections".into(),
+            retry_after_ms: Some(5000),
+        })),
+    };
+    client
+        .handle_frame(now, refusal.encode_to_vec().into())
+        .unwrap();
+    world.settle();
+    assert_eq!(world.clients[c].session.state(), ClientState::Suspended);
+    assert!(
+        world.offline_reasons(c).is_empty(),
+        "the session did not end"
+    );
+    assert!(world.lifecycle(c).iter().any(|e| matches!(
+        e,
+        ClientEvent::LoginFailed(session_core::LoginFailure::Closed(CloseReason::Server {
+            code: session_core::CloseCode::PolicyViolation,
+            ..
+        }))
+    )));
+    // The client asked to close that connection; once it is gone, a resume
+    // over a new one succeeds.
+    let _ = world.clients[c]
+        .session
+        .poll_transmit(&mut bytes::BytesMut::new(), session_core::Framing::Bare);
+    world.clients[c].session.handle_disconnect(now);
+    world.reconnect_and_resume(c);
+    assert_eq!(world.clients[c].session.state(), ClientState::Online);
+}

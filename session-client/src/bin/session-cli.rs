@@ -1,0 +1,272 @@
+//! `session-cli`: connect to a session server, log in, print lifecycle
+//! changes and pushed events as they happen, and send each line of stdin
+//! as a request.
+//!
+//! ```text
+//! session-cli tcp://127.0.0.1:7700 alice alice-secret
+//! session-cli ws://127.0.0.1:7701/session bob bob-secret
+//! session-cli --resume tcp://127.0.0.1:7700 alice alice-secret
+//! ```
+//!
+//! With `sessiond`'s demo application, `to bob hello` delivers `alice: hello`
+//! to every session of bob; any other line is echoed back.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use futures_util::StreamExt;
+use session_client::{
+    Client, ClientListener, ClientOptions, ClientState, CloseReason, Credentials, DisconnectReason,
+    Lifecycle, OnlineInfo, RetryPolicy,
+};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Connect to a session server, log in, and talk to it.
+///
+/// Each line of stdin is sent as a request and its response printed.
+/// Lines starting with `/` are commands: `/drop` drops the connection (the
+/// session is suspended), `/resume` resumes it, `/logout` logs out and
+/// quits, `/help` lists them. End of input, and Ctrl-C, log out.
+#[derive(Debug, Parser)]
+#[command(name = "session-cli", version)]
+struct Args {
+    /// Where: tcp://host:port, tls://host:port, ws://host:port/path or
+    /// wss://host:port/path (sessiond listens on tcp://127.0.0.1:7700 and
+    /// ws://127.0.0.1:7701/session).
+    url: String,
+    /// The user to log in as (sessiond's demo users: alice, bob, carol).
+    user: String,
+    /// The user's password (alice-secret, bob-secret, carol-secret).
+    password: String,
+    /// The kind of device; a second login on the same device replaces the
+    /// first.
+    #[arg(long, default_value = "cli")]
+    device: String,
+    /// The heartbeat interval to ask for, in seconds (the server decides).
+    #[arg(long, value_name = "SECS")]
+    heartbeat: Option<f64>,
+    /// How long a request waits for its response, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    request_timeout: f64,
+    /// Root certificates (PEM) to trust for tls:// and wss://.
+    #[arg(long, value_name = "FILE")]
+    tls_roots: Option<PathBuf>,
+    /// Show a resume: drop the connection `--drop-after` seconds after
+    /// login, then resume (with backoff) after every connection loss.
+    /// Events published meanwhile are replayed on resume.
+    #[arg(long)]
+    resume: bool,
+    /// With `--resume`: seconds between the login and the dropped
+    /// connection.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    drop_after: f64,
+}
+
+/// Prints every lifecycle change as it happens.
+struct Printer;
+
+impl ClientListener for Printer {
+    fn on_connected(&self) {
+        println!("[connected]");
+    }
+
+    fn on_disconnected(&self, reason: DisconnectReason) {
+        let reason = match reason {
+            DisconnectReason::Lost => "connection lost",
+            DisconnectReason::Closed => "closed",
+            DisconnectReason::ServerSilent => "server silent",
+            _ => "unknown reason",
+        };
+        println!("[disconnected] {reason}");
+    }
+
+    fn on_online(&self, info: &OnlineInfo) {
+        let how = if info.resumed {
+            "resumed session"
+        } else {
+            "session"
+        };
+        println!(
+            "[online] {how} {} heartbeat {:?} timeout {:?}",
+            info.session_id, info.heartbeat, info.session_timeout
+        );
+    }
+
+    fn on_offline(&self, reason: &CloseReason) {
+        println!("[offline] {reason}");
+    }
+}
+
+fn seconds(value: f64, what: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value).map_err(|_| format!("invalid {what}: {value}"))
+}
+
+fn options(args: &Args) -> Result<ClientOptions, String> {
+    let mut options = ClientOptions::default().with_listener(Printer);
+    options.heartbeat = args
+        .heartbeat
+        .map(|secs| seconds(secs, "--heartbeat"))
+        .transpose()?;
+    options.request_timeout = seconds(args.request_timeout, "--request-timeout")?;
+    if let Some(roots) = &args.tls_roots {
+        options = options
+            .with_tls_roots(roots)
+            .map_err(|e| format!("--tls-roots: {e}"))?;
+    }
+    Ok(options)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("session-cli: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<ExitCode, String> {
+    let options = options(&args)?;
+    let drop_after = seconds(args.drop_after, "--drop-after")?;
+    let client = Client::connect(&args.url, options)
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", args.url))?;
+    let mut lifecycle = client.lifecycle();
+    let credentials = Credentials {
+        user_id: args.user.clone(),
+        credential: args.password.clone().into(),
+        device: args.device.clone(),
+        ..Default::default()
+    };
+    client
+        .login(credentials)
+        .await
+        .map_err(|e| format!("cannot log in as {}: {e}", args.user))?;
+
+    if let Some(mut events) = client.take_events() {
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                println!(
+                    "[event {}] {}",
+                    event.seq,
+                    String::from_utf8_lossy(&event.body)
+                );
+            }
+        });
+    }
+    if args.resume {
+        let client = client.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(drop_after).await;
+            println!(
+                "[demo] dropping the connection; events sent meanwhile are replayed on resume"
+            );
+            client.drop_connection().await;
+        });
+    }
+    println!("Type a line to send it as a request; /help for commands.");
+
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let numbers = AtomicU64::new(0);
+    let resuming = Arc::new(AtomicBool::new(false));
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let mut interruptible = true;
+    loop {
+        tokio::select! {
+            change = lifecycle.next() => match change {
+                Some(Lifecycle::Offline(reason)) => {
+                    return Ok(if reason == CloseReason::LoggedOut {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(2)
+                    });
+                }
+                Some(Lifecycle::Disconnected(_))
+                    if args.resume && client.state() == ClientState::Suspended =>
+                {
+                    resume(&client, &resuming, Duration::from_secs(1));
+                }
+                Some(_) => {}
+                None => return Ok(ExitCode::FAILURE),
+            },
+            _ = &mut interrupted, if interruptible => {
+                // Ctrl-C logs out, so the server does not keep the session.
+                interruptible = false;
+                logout(&client).await;
+            }
+            line = lines.next_line(), if stdin_open => match line {
+                Ok(Some(line)) => command(&client, line.trim(), &numbers, &resuming).await,
+                Ok(None) | Err(_) => {
+                    stdin_open = false;
+                    logout(&client).await;
+                }
+            },
+        }
+    }
+}
+
+/// Runs one line of input.
+async fn command(client: &Client, line: &str, numbers: &AtomicU64, resuming: &Arc<AtomicBool>) {
+    match line {
+        "" => {}
+        "/help" => println!(
+            "/drop    drop the connection (the session is suspended)\n\
+             /resume  resume the suspended session\n\
+             /logout  log out and quit (also /quit, or end of input)\n\
+             anything else is sent as a request"
+        ),
+        "/drop" => client.drop_connection().await,
+        "/resume" => resume(client, resuming, Duration::ZERO),
+        "/logout" | "/quit" => logout(client).await,
+        line if line.starts_with('/') => println!("[error] unknown command {line}; try /help"),
+        line => {
+            let number = numbers.fetch_add(1, Ordering::Relaxed) + 1;
+            let client = client.clone();
+            let body = line.to_owned();
+            tokio::spawn(async move {
+                match client.request(body).await {
+                    Ok(response) => {
+                        println!("[reply {number}] {}", String::from_utf8_lossy(&response));
+                    }
+                    Err(error) => println!("[reply {number}] error: {error}"),
+                }
+            });
+        }
+    }
+}
+
+/// Resumes with backoff after `after`, in the background, unless a resume
+/// is already under way.
+fn resume(client: &Client, resuming: &Arc<AtomicBool>, after: Duration) {
+    if resuming.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let (client, resuming) = (client.clone(), resuming.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        println!("[resuming]");
+        let policy = RetryPolicy {
+            initial: Duration::from_secs(1),
+            ..RetryPolicy::default()
+        };
+        if let Err(error) = client.resume_with_backoff(&policy).await {
+            println!("[error] resume failed: {error}");
+        }
+        resuming.store(false, Ordering::SeqCst);
+    });
+}
+
+async fn logout(client: &Client) {
+    if let Err(error) = client.logout().await {
+        println!("[error] logout: {error}");
+    }
+}

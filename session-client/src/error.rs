@@ -1,0 +1,136 @@
+//! Errors, one type per operation: connecting, logging in, requests,
+//! logging out and resuming.
+
+use session_core::{CloseReason, RejectCode, ResponseError};
+use session_transport::TransportError;
+
+/// Why [`Client::connect`](crate::Client::connect) or
+/// [`Client::reconnect`](crate::Client::reconnect) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The connection could not be made: a bad URL, refused, timed out, a
+    /// TLS or WebSocket upgrade failure (the transport error says which).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The client already has a connection.
+    #[error("already connected")]
+    AlreadyConnected,
+    /// The session is suspended: [`resume`](crate::Client::resume) it, or
+    /// [`logout`](crate::Client::logout) first to start afresh.
+    #[error("the session is suspended: resume it or log out first")]
+    SessionSuspended,
+    /// The client's task has ended (a listener panicked, or the runtime is
+    /// shutting down).
+    #[error("the client has terminated")]
+    Terminated,
+}
+
+/// Why [`Client::login`](crate::Client::login) did not get the session
+/// online.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginError {
+    /// The server refused the login (the connection is then closed).
+    #[error("login rejected: {code}: {message}")]
+    Rejected {
+        /// Why.
+        code: RejectCode,
+        /// The server's detail.
+        message: String,
+    },
+    /// No answer within [`ClientOptions::login_timeout`](crate::ClientOptions::login_timeout).
+    #[error("no answer to the login in time")]
+    TimedOut,
+    /// The connection was lost before the answer.
+    #[error("connection lost during the login")]
+    ConnectionLost,
+    /// The server closed the connection before answering (shutting down,
+    /// too many connections, ...), with its reason.
+    #[error("closed before the login was answered: {0}")]
+    Closed(CloseReason),
+    /// There is no connection: [`reconnect`](crate::Client::reconnect) first.
+    #[error("not connected")]
+    NotConnected,
+    /// A session is already logging in, online or suspended.
+    #[error("a session is already in progress")]
+    SessionInProgress,
+    /// The client's task has ended.
+    #[error("the client has terminated")]
+    Terminated,
+}
+
+/// Why a request got no response body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The server's handler answered with an error.
+    #[error("server error: {0}")]
+    Server(ResponseError),
+    /// No response within the request timeout.
+    #[error("request timed out")]
+    TimedOut,
+    /// The session ended before the response, for this reason (the very
+    /// reason `on_offline` reports).
+    #[error("session closed: {0}")]
+    SessionClosed(CloseReason),
+    /// There is no session: log in first.
+    #[error("not logged in")]
+    NotLoggedIn,
+    /// The client's task has ended.
+    #[error("the client has terminated")]
+    Terminated,
+}
+
+/// Why [`Client::logout`](crate::Client::logout) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogoutError {
+    /// There is no session to log out of (never logged in, or already over).
+    #[error("not logged in")]
+    NotLoggedIn,
+    /// The client's task has ended.
+    #[error("the client has terminated")]
+    Terminated,
+}
+
+/// Why [`Client::resume`](crate::Client::resume) did not get the session
+/// back online.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResumeError {
+    /// There is no suspended session: it is online, already resuming, or
+    /// was never logged in.
+    #[error("no suspended session to resume")]
+    NotSuspended,
+    /// The new connection could not be made. The session is still
+    /// suspended; try again.
+    #[error("cannot connect: {0}")]
+    Connect(#[source] TransportError),
+    /// The server did not answer in time. Still suspended; try again.
+    #[error("no answer to the resume in time")]
+    TimedOut,
+    /// The new connection was lost before the answer. Still suspended; try
+    /// again.
+    #[error("connection lost during the resume")]
+    ConnectionLost,
+    /// The session is over, for this reason: the server refused the resume
+    /// (it had expired the session), the client gave up waiting, or the
+    /// session was closed. `on_offline` reported the same reason.
+    #[error("the session is over: {0}")]
+    SessionEnded(CloseReason),
+    /// The client's task has ended.
+    #[error("the client has terminated")]
+    Terminated,
+}
+
+impl ResumeError {
+    /// Whether the session is still suspended, so that trying again later
+    /// may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Connect(_) | Self::TimedOut | Self::ConnectionLost
+        )
+    }
+}
