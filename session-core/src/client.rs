@@ -642,15 +642,8 @@ impl ClientSession {
                 ack_event_seq: self.acked_seq,
                 ack_request_id: self.response_floor(),
             })
-        } else if let Some(id) = self.out.requests.pop_front() {
-            let Some(pending) = self.pending.get(&id) else {
-                return self.poll_transmit(buf, framing);
-            };
-            client_frame::Kind::Request(v1::Request {
-                request_id: id,
-                body: pending.body.clone(),
-                ack_request_id: self.response_floor(),
-            })
+        } else if let Some(request) = self.next_request() {
+            client_frame::Kind::Request(request)
         } else if std::mem::take(&mut self.out.ack) {
             client_frame::Kind::Ack(v1::Ack {
                 event_seq: self.acked_seq,
@@ -696,6 +689,23 @@ impl ClientSession {
             resume,
             properties: credentials.properties.clone(),
         }
+    }
+
+    /// The next queued request still pending. Those answered since they were
+    /// queued are skipped in a loop (after a resume every pending request is
+    /// queued, and the server may answer them all before the next drain), so
+    /// no recursion.
+    fn next_request(&mut self) -> Option<v1::Request> {
+        while let Some(id) = self.out.requests.pop_front() {
+            if let Some(pending) = self.pending.get(&id) {
+                return Some(v1::Request {
+                    request_id: id,
+                    body: pending.body.clone(),
+                    ack_request_id: self.response_floor(),
+                });
+            }
+        }
+        None
     }
 
     /// Every request up to this id has its response (or was given up on).

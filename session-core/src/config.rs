@@ -48,6 +48,10 @@ pub struct ServerConfig {
     pub max_unacked_bytes: u32,
     /// The negotiated window of outstanding requests.
     pub max_pending_requests: u32,
+    /// The most frames an open session may send in one second (heartbeats,
+    /// acks and requests alike); above it the session is closed with
+    /// `POLICY_VIOLATION`. 0 (the default) disables the limit.
+    pub max_frames_per_second: u32,
     /// Wall time for `server_time_ms`; `None` reports 0.
     pub wall_clock: Option<WallClock>,
 }
@@ -65,6 +69,7 @@ impl Default for ServerConfig {
             max_unacked_events: 1024,
             max_unacked_bytes: 4 * 1024 * 1024,
             max_pending_requests: 128,
+            max_frames_per_second: 0,
             wall_clock: None,
         }
     }

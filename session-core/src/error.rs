@@ -50,6 +50,12 @@ pub enum ProtocolError {
         /// The window.
         limit: u32,
     },
+    /// More frames in one second than the server allows.
+    #[error("more than {limit} frames in one second")]
+    FrameRateExceeded {
+        /// The limit.
+        limit: u32,
+    },
     /// An acknowledgement of events or responses never sent.
     #[error("acknowledgement {ack} beyond the last {what} {last}")]
     AckOutOfRange {
@@ -77,9 +83,9 @@ impl ProtocolError {
     /// The close code a session closed for this error carries.
     pub fn close_code(&self) -> CloseCode {
         match self {
-            Self::FrameTooLarge { .. } | Self::TooManyPendingRequests { .. } => {
-                CloseCode::PolicyViolation
-            }
+            Self::FrameTooLarge { .. }
+            | Self::TooManyPendingRequests { .. }
+            | Self::FrameRateExceeded { .. } => CloseCode::PolicyViolation,
             _ => CloseCode::ProtocolError,
         }
     }

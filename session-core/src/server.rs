@@ -211,6 +211,11 @@ pub struct ServerSession {
     timers: TimerTable<Timer, 2>,
     session_id: SessionId,
     resume_token: [u8; RESUME_TOKEN_LEN],
+    /// The token the client presented at its last resume, still accepted
+    /// until a frame from the client shows it received the new one: if that
+    /// `LoginOk` is lost with the connection, the client still holds this
+    /// one and must not be locked out. Boxed: rarely present.
+    previous_token: Option<Box<[u8; RESUME_TOKEN_LEN]>>,
     heartbeat_ms: u32,
     timeout_ms: u32,
     /// The sequence number of the oldest event in `unacked` minus one: every
@@ -227,6 +232,10 @@ pub struct ServerSession {
     highest_request: u64,
     /// Responses not yet acknowledged, by request id.
     responses: BTreeMap<u64, Result<Bytes, ResponseError>>,
+    /// The start of the current one-second window of the frame-rate limit,
+    /// and the frames counted in it.
+    rate_window: Option<Instant>,
+    rate_frames: u32,
     out: Outbox,
     events: VecDeque<ServerEvent>,
     /// Boxed: only a session that failed has one.
@@ -245,6 +254,7 @@ impl ServerSession {
             timers,
             session_id: SessionId(0),
             resume_token: [0; RESUME_TOKEN_LEN],
+            previous_token: None,
             heartbeat_ms: 0,
             timeout_ms: 0,
             acked_seq: 0,
@@ -254,6 +264,8 @@ impl ServerSession {
             acked_request: 0,
             highest_request: 0,
             responses: BTreeMap::new(),
+            rate_window: None,
+            rate_frames: 0,
             out: Outbox::default(),
             events: VecDeque::new(),
             error: None,
@@ -468,8 +480,12 @@ impl ServerSession {
             return Err(ResumeRejected::NotResumable);
         }
         let id_ok = request.session_id == self.session_id;
-        let token_ok = constant_time_eq(&request.resume_token, &self.resume_token);
-        if !(id_ok & token_ok) {
+        let current_ok = constant_time_eq(&request.resume_token, &self.resume_token);
+        let previous_ok = self
+            .previous_token
+            .as_deref()
+            .is_some_and(|previous| constant_time_eq(&request.resume_token, previous));
+        if !(id_ok & (current_ok | previous_ok)) {
             return Err(ResumeRejected::BadToken);
         }
         let last = self.last_event_seq();
@@ -484,6 +500,17 @@ impl ServerSession {
         }
         self.ack_events(request.last_event_seq);
         self.sent_seq = self.acked_seq;
+        // The client provably holds the token it presented; keep accepting
+        // that one until it shows it received the new one.
+        let presented = if current_ok {
+            self.resume_token
+        } else {
+            self.previous_token
+                .as_deref()
+                .copied()
+                .unwrap_or(self.resume_token)
+        };
+        self.previous_token = Some(Box::new(presented));
         entropy.fill_bytes(&mut self.resume_token);
         self.phase = Phase::Open;
         self.touch(now);
@@ -580,23 +607,8 @@ impl ServerSession {
             })
         } else if let Some(server_time_ms) = self.out.heartbeat_ack.take() {
             server_frame::Kind::HeartbeatAck(v1::HeartbeatAck { server_time_ms })
-        } else if let Some(id) = self.out.responses.pop_front() {
-            release_if_drained(&mut self.out.responses);
-            let Some(result) = self.responses.get(&id) else {
-                // Acknowledged meanwhile: nothing to send.
-                return self.poll_transmit(buf, framing);
-            };
-            let result = match result {
-                Ok(body) => v1::response::Result::Body(body.clone()),
-                Err(e) => v1::response::Result::Error(v1::Error {
-                    code: e.code.to_wire(),
-                    message: e.message.clone(),
-                }),
-            };
-            server_frame::Kind::Response(v1::Response {
-                request_id: id,
-                result: Some(result),
-            })
+        } else if let Some(response) = self.next_response() {
+            server_frame::Kind::Response(response)
         } else if self.sent_seq < self.last_event_seq()
             && (self.phase == Phase::Open || self.out.close_connection)
         {
@@ -650,6 +662,30 @@ impl ServerSession {
     }
 
     // ---- internals ----
+
+    /// The next queued response still unacknowledged. Those acknowledged
+    /// since they were queued are skipped in a loop: the peer controls how
+    /// many there are (a re-send queues one each), so no recursion.
+    fn next_response(&mut self) -> Option<v1::Response> {
+        while let Some(id) = self.out.responses.pop_front() {
+            release_if_drained(&mut self.out.responses);
+            let Some(result) = self.responses.get(&id) else {
+                continue;
+            };
+            let result = match result {
+                Ok(body) => v1::response::Result::Body(body.clone()),
+                Err(e) => v1::response::Result::Error(v1::Error {
+                    code: e.code.to_wire(),
+                    message: e.message.clone(),
+                }),
+            };
+            return Some(v1::Response {
+                request_id: id,
+                result: Some(result),
+            });
+        }
+        None
+    }
 
     fn server_time_ms(&self, now: Instant) -> u64 {
         self.config
@@ -709,6 +745,10 @@ impl ServerSession {
         now: Instant,
         kind: client_frame::Kind,
     ) -> Result<(), ProtocolError> {
+        self.count_frame(now)?;
+        // A client sends nothing before its `LoginOk`: this frame shows it
+        // holds the current token, so the previous one stops working.
+        self.previous_token = None;
         // Any frame is liveness, not only heartbeats.
         self.touch(now);
         match kind {
@@ -742,6 +782,28 @@ impl ServerSession {
                 },
             ),
         }
+    }
+
+    /// The frame-rate limit: a fixed one-second window, cheap enough for
+    /// every frame.
+    fn count_frame(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        let limit = self.config.max_frames_per_second;
+        if limit == 0 {
+            return Ok(());
+        }
+        match self.rate_window {
+            Some(start) if now.saturating_duration_since(start) < Duration::from_secs(1) => {
+                self.rate_frames += 1;
+                if self.rate_frames > limit {
+                    return self.fail(now, ProtocolError::FrameRateExceeded { limit });
+                }
+            }
+            _ => {
+                self.rate_window = Some(now);
+                self.rate_frames = 1;
+            }
+        }
+        Ok(())
     }
 
     fn on_request(&mut self, now: Instant, id: u64, body: Bytes) -> Result<(), ProtocolError> {

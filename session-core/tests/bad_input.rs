@@ -272,3 +272,138 @@ fn a_misbehaving_server_is_a_protocol_violation_for_the_client() {
     let slot = world.slot_of(c);
     assert_eq!(world.slots[slot].session.state(), ServerState::Closed);
 }
+
+/// Frames handled in a burst before the outputs are drained (a driver that
+/// decodes a whole read buffer first): each re-send of an answered request
+/// queues its response again, and an ack in the same burst makes every queued
+/// entry stale. `poll_transmit` used to skip stale entries by calling itself,
+/// one stack frame each: 50,000 re-sends overflowed the stack of a debug
+/// build (optimised builds happened to turn the tail call into a jump). Seen
+/// in review while writing the fuzz harness's `Burst` operation, and
+/// confirmed by replaying such an input in a debug build.
+#[test]
+fn a_burst_of_resent_requests_then_an_ack_skips_stale_responses_in_a_loop() {
+    let mut world = World::standard();
+    let c = world.online("alice", "web");
+    let slot = world.slot_of(c);
+    let now = world.now;
+    let session = &mut world.slots[slot].session;
+    let request = |ack_request_id| {
+        client_frame(v1::client_frame::Kind::Request(v1::Request {
+            request_id: 1,
+            body: Bytes::new(),
+            ack_request_id,
+        }))
+    };
+    session.handle_frame(now, request(0)).unwrap();
+    session
+        .respond(1, Ok(Bytes::from_static(b"answer")))
+        .unwrap();
+    let mut out = BytesMut::new();
+    while session.poll_transmit(&mut out, Framing::Bare).is_some() {}
+    for _ in 0..50_000 {
+        session.handle_frame(now, request(0)).unwrap();
+    }
+    let ack = client_frame(v1::client_frame::Kind::Ack(v1::Ack {
+        event_seq: 0,
+        ack_request_id: 1,
+    }));
+    session.handle_frame(now, ack).unwrap();
+    out.clear();
+    assert_eq!(session.poll_transmit(&mut out, Framing::Bare), None);
+    assert!(out.is_empty(), "an acknowledged response went out");
+}
+
+/// The client's side of the same pattern: after a resume every pending
+/// request is queued for re-sending, and responses handled before the drain
+/// make the queued entries stale. They too used to be skipped by recursion.
+#[test]
+fn responses_before_the_drain_after_a_resume_skip_stale_requests_in_a_loop() {
+    const REQUESTS: u64 = 50_000;
+    let mut world = World::new(ServerConfig {
+        max_pending_requests: 100_000,
+        ..ServerConfig::default()
+    });
+    let c = world.online("alice", "web");
+    world.client_loses_connection(c);
+    let now = world.now;
+    let client = &mut world.clients[c].session;
+    assert_eq!(client.state(), ClientState::Suspended);
+    for _ in 0..REQUESTS {
+        client.request(now, Bytes::new()).unwrap();
+    }
+    client.handle_connected(now);
+    client.resume(now).unwrap();
+    let mut out = BytesMut::new();
+    while client.poll_transmit(&mut out, Framing::Bare).is_some() {}
+    let server_frame = |kind| Bytes::from(v1::ServerFrame { kind: Some(kind) }.encode_to_vec());
+    let login_ok = v1::LoginOk {
+        session_id: client.session_id().unwrap().0,
+        resume_token: Bytes::from_static(&[1; 32]),
+        heartbeat_ms: 30_000,
+        session_timeout_ms: 90_000,
+        resumed: true,
+        next_event_seq: 1,
+        server_time_ms: 0,
+        max_pending_requests: 100_000,
+    };
+    client
+        .handle_frame(now, server_frame(v1::server_frame::Kind::LoginOk(login_ok)))
+        .unwrap();
+    for id in 1..=REQUESTS {
+        let response = v1::Response {
+            request_id: id,
+            result: Some(v1::response::Result::Body(Bytes::new())),
+        };
+        client
+            .handle_frame(
+                now,
+                server_frame(v1::server_frame::Kind::Response(response)),
+            )
+            .unwrap();
+    }
+    assert_eq!(client.pending_requests(), 0);
+    out.clear();
+    assert_eq!(client.poll_transmit(&mut out, Framing::Bare), None);
+    assert!(out.is_empty(), "a request with its response went out again");
+}
+
+#[test]
+fn a_frame_flood_is_a_policy_violation_and_a_steady_client_is_not() {
+    let mut world = World::new(ServerConfig {
+        max_frames_per_second: 50,
+        ..ServerConfig::default()
+    });
+    let c = world.online("alice", "web");
+    let slot = world.slot_of(c);
+    let start = world.now;
+    // 50 heartbeats a second, for three seconds: fine.
+    for i in 0..150u32 {
+        let now = start + std::time::Duration::from_millis(u64::from(i) * 20 + 1);
+        world.slots[slot]
+            .session
+            .handle_frame(now, heartbeat())
+            .unwrap();
+        while world.slots[slot]
+            .session
+            .poll_transmit(&mut BytesMut::new(), Framing::Bare)
+            .is_some()
+        {}
+    }
+    // Then 51 within one second: closed.
+    let now = start + std::time::Duration::from_secs(10);
+    for _ in 0..50 {
+        world.slots[slot]
+            .session
+            .handle_frame(now, heartbeat())
+            .unwrap();
+    }
+    assert_eq!(
+        world.slots[slot].session.handle_frame(now, heartbeat()),
+        Err(ProtocolError::FrameRateExceeded { limit: 50 })
+    );
+    assert_eq!(
+        sent_close_code(&mut world.slots[slot].session),
+        CloseCode::PolicyViolation
+    );
+}

@@ -92,7 +92,10 @@ fn the_resume_token_is_rotated_on_every_resume() {
     world.reset(c);
     world.reconnect_and_resume(c);
     assert_eq!(world.clients[c].session.state(), ClientState::Online);
-    // The token used before this resume no longer works.
+    assert_ne!(current_token(&mut world, c), stolen.resume_token);
+    // Once the client has sent a frame (its next heartbeat) on the new
+    // connection, the token used before this resume no longer works.
+    world.run_for(std::time::Duration::from_secs(31));
     world.reset(c);
     let now = world.now;
     assert_eq!(
@@ -213,7 +216,7 @@ fn a_claim_of_events_never_published_is_rejected() {
 }
 
 #[test]
-fn two_racing_resumes_one_wins() {
+fn two_racing_resumes_the_later_one_holds_the_session() {
     let mut world = World::standard();
     let c = world.online("alice", "web");
     let slot = world.slot_of(c);
@@ -224,14 +227,64 @@ fn two_racing_resumes_one_wins() {
     };
     world.reset(c);
     let now = world.now;
+    // Both present the same token before either connection sent a frame:
+    // the second takes the session over (the server then drops the first
+    // connection without writing to it), with a fresh token.
     let first = world.slots[slot]
         .session
         .resume(now, &request, &mut world.rng);
     let second = world.slots[slot]
         .session
         .resume(now, &request, &mut world.rng);
-    assert_eq!(first, Ok(()));
-    assert_eq!(second, Err(session_core::ResumeRejected::BadToken));
+    assert_eq!((first, second), (Ok(()), Ok(())));
+    world.settle();
+    assert!(matches!(
+        world.server_lifecycle(slot).as_slice(),
+        [
+            ServerEvent::Opened { .. },
+            ServerEvent::Detached,
+            ServerEvent::Resumed,
+            ServerEvent::Detached,
+            ServerEvent::Resumed
+        ]
+    ));
+}
+
+#[test]
+fn a_resume_whose_answer_was_lost_can_be_retried_with_the_same_token() {
+    let mut world = World::standard();
+    let c = world.online("alice", "web");
+    let slot = world.slot_of(c);
+    world.publish(c, "e1");
+    world.reset(c);
+    // The client resumes; the server answers, but the connection dies
+    // before the client reads the `LoginOk` (and its new token).
+    world.connect(c);
+    world.partition(c);
+    let now = world.now;
+    world.clients[c].session.resume(now).unwrap();
+    let resume_login = {
+        let mut out = bytes::BytesMut::new();
+        world.clients[c]
+            .session
+            .poll_transmit(&mut out, session_core::Framing::Bare);
+        out.freeze()
+    };
+    // Deliver the resume to the server by hand, and let it answer into the void.
+    let temp = world.clients[c].link.as_ref().unwrap().slot;
+    world.slots[temp]
+        .session
+        .handle_frame(now, resume_login)
+        .unwrap();
+    world.settle();
+    assert_eq!(world.slots[slot].session.state(), ServerState::Open);
+    world.reset(c);
+    // The client still holds the old token: its retry must work.
+    world.reconnect_and_resume(c);
+    assert_eq!(world.clients[c].session.state(), ClientState::Online);
+    assert!(world.offline_reasons(c).is_empty());
+    world.publish(c, "e2");
+    assert_eq!(bodies(&world, c), ["e1", "e2"]);
 }
 
 fn current_token(world: &mut World, c: usize) -> bytes::Bytes {

@@ -187,6 +187,14 @@ async fn decide<A: Authenticator>(
     auth: &A,
 ) -> Option<(Arc<SessionCell>, u64)> {
     let ip = remote.ip();
+    // Guessing resume tokens is rate-limited like guessing passwords: both
+    // spend the address's failed-login tokens, and both are refused once
+    // those are spent.
+    if !shared.limiter.may_login(ip, Instant::now()) {
+        debug!(%remote, "login refused: too many failed logins");
+        let _ = session.reject_login(RejectCode::RateLimited, "too many failed logins");
+        return None;
+    }
     if let Some(resume) = &login.resume {
         let attachment = shared.new_attachment();
         let resumed = shared.get(resume.session_id).and_then(|cell| {
@@ -214,11 +222,6 @@ async fn decide<A: Authenticator>(
         };
     }
 
-    if !shared.limiter.may_login(ip, Instant::now()) {
-        debug!(%remote, "login refused: too many failed logins");
-        let _ = session.reject_login(RejectCode::RateLimited, "too many failed logins");
-        return None;
-    }
     let attempt = LoginAttempt {
         user_id: login.user_id,
         credential: login.credential,

@@ -112,6 +112,10 @@ impl Shared {
             let closed = self.forward_events(cell, &mut state.session);
             (result, closed)
         };
+        // Every waiter (an attached connection, a replaced one, a detached
+        // session's watchdog) re-checks the cell; the stored permit covers a
+        // waiter about to register.
+        cell.wake.notify_waiters();
         cell.wake.notify_one();
         if closed {
             self.forget(cell);

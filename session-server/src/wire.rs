@@ -31,6 +31,10 @@ pub(crate) async fn bind(listen: &Listen, options: &ServerOptions) -> Result<Bou
     config.max_frame_len = options.core.max_frame_len;
     if let Some(path) = path {
         config.ws_path = path.clone();
+        // tungstenite allocates its read buffer up front and keeps it for the
+        // connection's life; it grows it for larger messages on demand, so
+        // idle sessions only pay for a small one.
+        config.read_buffer_size = 256;
     }
     if let Some(files) = tls {
         let tls = session_transport::tls::server_config_from_pem(&files.cert, &files.key)

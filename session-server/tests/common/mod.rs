@@ -4,6 +4,9 @@
 // Each test binary uses a different part; items are `pub` for the tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod proxy;
+pub mod raw;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -267,6 +270,14 @@ impl TestClient {
             }
         }
         self.flush().await;
+    }
+
+    /// One round of driving: sends what is queued, then waits for a frame,
+    /// the client's timer or `limit`, whichever comes first, and handles it.
+    /// For tests that drive many clients, or check other things between
+    /// rounds.
+    pub async fn step(&mut self, limit: Instant) {
+        self.turn(limit).await;
     }
 
     /// Drives the client until an event matching `pred` arrives (or was

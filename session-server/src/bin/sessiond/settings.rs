@@ -82,6 +82,9 @@ pub(crate) struct Settings {
     /// Most requests in flight per session [default: 128].
     #[arg(long, value_name = "N")]
     pub(crate) max_pending_requests: Option<u32>,
+    /// Most frames per second per session, 0 for no limit [default: 0].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_frames_per_second: Option<u32>,
 
     /// Most connections at once [default: 100000].
     #[arg(long, value_name = "N")]
@@ -169,6 +172,7 @@ impl Settings {
             max_unacked_events,
             max_unacked_bytes,
             max_pending_requests,
+            max_frames_per_second,
             max_connections,
             max_connections_per_ip,
             connection_rate,
@@ -257,6 +261,9 @@ impl Settings {
             max_pending_requests: self
                 .max_pending_requests
                 .unwrap_or(core_defaults.max_pending_requests),
+            max_frames_per_second: self
+                .max_frames_per_second
+                .unwrap_or(core_defaults.max_frames_per_second),
             wall_clock: None,
         };
         if core.min_heartbeat > core.max_heartbeat {
