@@ -95,7 +95,7 @@ fn the_resume_token_is_rotated_on_every_resume() {
     assert_ne!(current_token(&mut world, c), stolen.resume_token);
     // Once the client has sent a frame (its next heartbeat) on the new
     // connection, the token used before this resume no longer works.
-    world.run_for(std::time::Duration::from_secs(31));
+    world.run_for(Duration::from_secs(31));
     world.reset(c);
     let now = world.now;
     assert_eq!(
