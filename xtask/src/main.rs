@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         "soak" => soak::run(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <codegen [--check] | ci | bench [--quick] | fuzz [--seconds N] | soak [...]>"
+                "usage: cargo xtask <codegen [--check] | ci | bench [...] | fuzz [--seconds N] [--target NAME] [--install] [--verbose] | soak [...]>"
             );
             return ExitCode::from(2);
         }
