@@ -71,6 +71,24 @@ impl ListenerConfig {
     }
 }
 
+/// The accept queue length asked of the kernel (which caps it at
+/// `net.core.somaxconn`). tokio's default of 1024 drops SYNs when a burst
+/// of logins outruns the accept loop for a moment.
+const BACKLOG: u32 = 4096;
+
+/// Binds a listening socket with [`BACKLOG`] and address reuse (so a
+/// restarted server can bind while old connections sit in TIME_WAIT).
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// What every connection of a listener shares.
 #[derive(Debug)]
 struct Shared {
@@ -102,7 +120,7 @@ impl Listener {
         if config.kind.is_tls() {
             return Err(TransportError::TlsUnavailable { kind: config.kind });
         }
-        let tcp = TcpListener::bind(config.addr).await?;
+        let tcp = bind_tcp(config.addr)?;
         Ok(Self {
             tcp,
             shared: Arc::new(Shared { config }),
