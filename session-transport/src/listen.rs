@@ -72,8 +72,9 @@ impl ListenerConfig {
 }
 
 /// The accept queue length asked of the kernel (which caps it at
-/// `net.core.somaxconn`). tokio's default of 1024 drops SYNs when a burst
-/// of logins outruns the accept loop for a moment.
+/// `net.core.somaxconn`). tokio's (mio's) default is 128: a burst of more
+/// logins than that in flight drops SYNs, and those clients wait a second
+/// for the retry.
 const BACKLOG: u32 = 4096;
 
 /// Binds a listening socket with [`BACKLOG`] and address reuse (so a

@@ -1,5 +1,7 @@
-//! `cargo xtask bench [--quick]`: the core's hot paths timed in-process, their
-//! allocations counted, and the memory of one idle open server session.
+//! `cargo xtask bench`: the core's hot paths timed in-process, their
+//! allocations counted, and the memory of one idle open server session
+//! (`bench [core] [--quick]`); and the load benchmarks against a real
+//! `sessiond` (`bench load [...]`, driven by the `session-bench` binary).
 //!
 //! No sockets: both sides are driven in memory, with a virtual `Instant` the
 //! bench advances itself (the wall clock only times the rounds). Each path
@@ -10,10 +12,13 @@
 //!
 //! `cargo xtask` builds in the dev profile, so a debug build re-runs itself
 //! with `cargo run --release`: the figures are always for optimised code.
+//! `bench load` builds `sessiond` and `session-bench` in release instead,
+//! and runs `session-bench run` (see `docs/benchmarks.md`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::{Display, Write as _};
 use std::hint::black_box;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -122,15 +127,88 @@ fn live_bytes() -> u64 {
 
 // ---- the task ----
 
-/// Runs every benchmark and writes the report.
+/// `bench [core] [--quick]`, `bench load [...]` or `bench sim [...]`.
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    match args.first().map(String::as_str) {
+        Some("load") => return load(&args[1..], "run"),
+        Some("sim") => return load(&args[1..], "sim"),
+        Some("core") => {}
+        Some("--quick") | None => {}
+        Some(other) => {
+            return Err(format!(
+                "unknown bench {other:?} (usage: bench [core] [--quick] | bench load [--runs N] \
+                 [--quick] [--scenario s1,s2,...] [--sessions N] | bench sim [--sizes N,...])"
+            ));
+        }
+    }
+    core(args)
+}
+
+/// The target directory cargo uses here: `$CARGO_TARGET_DIR` (relative to
+/// the workspace root) or `target/`.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
+}
+
+/// Builds `sessiond` and `session-bench` in release and runs
+/// `session-bench <command> ARGS` (the load scenarios, or the simulation).
+fn load(args: &[String], command: &str) -> Result<(), String> {
+    let build = [
+        "build",
+        "--release",
+        "--package",
+        "session-server",
+        "--bin",
+        "sessiond",
+        "--package",
+        "session-bench",
+        "--bin",
+        "session-bench",
+    ];
+    eprintln!("==> bench: cargo {}", build.join(" "));
+    let status = Command::new(cargo())
+        .args(build)
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("release build failed ({status})"));
+    }
+    let release = target_dir().join("release");
+    let mut bench = Command::new(release.join("session-bench"));
+    bench.arg(command);
+    if command == "run" {
+        bench
+            .arg("--sessiond")
+            .arg(release.join("sessiond"))
+            .arg("--out-dir")
+            .arg(root().join("target/bench"));
+    }
+    bench.args(args).current_dir(root());
+    eprintln!("==> bench: {bench:?}");
+    let status = bench
+        .status()
+        .map_err(|e| format!("cannot run session-bench: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("session-bench {command} failed ({status})"))
+    }
+}
+
+/// The core benchmarks: runs them and writes the report.
+fn core(args: &[String]) -> Result<(), String> {
     let mut quick = false;
     for arg in args {
         match arg.as_str() {
             "--quick" => quick = true,
+            "core" => {}
             other => {
                 return Err(format!(
-                    "unknown argument {other:?} (usage: bench [--quick])"
+                    "unknown argument {other:?} (usage: bench [core] [--quick])"
                 ));
             }
         }

@@ -3,7 +3,8 @@
 //! - `codegen [--check]`: regenerate `proto/src/session.v1.rs` from
 //!   `proto/session.proto` (with `--check`, fail if the checked-in file is stale).
 //! - `ci`: everything CI checks: fmt, clippy, tests, rustdoc, codegen check.
-//! - `bench`: the core's hot-path benchmarks and per-session memory.
+//! - `bench [core | load | sim]`: the core's hot paths, the load scenarios
+//!   against a real `sessiond`, and the core simulation.
 //! - `fuzz [--seconds N]`: every fuzz target for N seconds each.
 //! - `soak`: thousands of sessions heartbeating for a while (not in CI).
 
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
         "soak" => soak::run(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <codegen [--check] | ci | bench [...] | fuzz [--seconds N] [--target NAME] [--install] [--verbose] | soak [...]>"
+                "usage: cargo xtask <codegen [--check] | ci | bench [core | load [--runs N] [--quick] | sim] | fuzz [--seconds N] [--target NAME] [--install] [--verbose] | soak [...]>"
             );
             return ExitCode::from(2);
         }

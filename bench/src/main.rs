@@ -1,0 +1,270 @@
+//! `session-bench`: runs the load scenarios against `sessiond` (`run`), the
+//! core simulation (`sim`), and, started by `run` itself, the worker
+//! processes (`worker`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use session_bench::alloc::CountingAllocator;
+use session_bench::scenario::{Bench, Scenario, Sizes, sim_result};
+use session_bench::{suite, worker};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+#[derive(Debug, Parser)]
+#[command(name = "session-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Runs scenarios against a fresh sessiond each time and reports the
+    /// median, min and max of every figure.
+    Run(RunArgs),
+    /// The core simulation alone.
+    Sim(SimArgs),
+    /// Prints the table and redraws the plots of an existing load.json.
+    Report(ReportArgs),
+    /// A worker process (started by `run`).
+    #[command(hide = true)]
+    Worker(WorkerCli),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Scenarios, comma-separated: s1, s2, s2ws, s2cpu, s3, s3lat, s4, sim
+    /// [default: all].
+    #[arg(long, value_delimiter = ',')]
+    scenario: Vec<String>,
+    /// Runs of each scenario.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Small sizes, for a smoke run.
+    #[arg(long)]
+    quick: bool,
+    /// Sets the main session count of every scenario.
+    #[arg(long)]
+    sessions: Option<u64>,
+    /// Handshakes in flight while logging in [default: 200].
+    #[arg(long)]
+    in_flight: Option<usize>,
+    /// S2cpu: the server's heartbeat interval, ms [default: 30000].
+    #[arg(long)]
+    heartbeat_ms: Option<u32>,
+    /// The sessiond binary [default: next to this one].
+    #[arg(long)]
+    sessiond: Option<PathBuf>,
+    /// Where load.json and the plots go.
+    #[arg(long, default_value = "target/bench")]
+    out_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct SimArgs {
+    /// Session counts to simulate, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    sizes: Vec<u64>,
+    /// Print the result as one JSON line (for `run`).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// The load.json to read.
+    #[arg(long, default_value = "target/bench/load.json")]
+    json: PathBuf,
+    /// Where the plots go [default: beside the JSON file].
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct WorkerCli {
+    #[arg(long)]
+    index: usize,
+    #[arg(long)]
+    source: IpAddr,
+    #[arg(long)]
+    tcp: SocketAddr,
+    #[arg(long)]
+    ws: SocketAddr,
+    #[arg(long, default_value = "/session")]
+    ws_path: String,
+    #[arg(long, default_value_t = 1_800)]
+    max_seconds: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("session-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Cmd::Run(args) => runtime.block_on(run(args)),
+        Cmd::Sim(args) => sim(args),
+        Cmd::Report(args) => report(args),
+        Cmd::Worker(args) => runtime.block_on(worker::run(worker::WorkerArgs {
+            index: args.index,
+            source: args.source,
+            tcp: args.tcp,
+            ws: args.ws,
+            ws_path: args.ws_path,
+            max_seconds: args.max_seconds,
+        })),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("session-bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    let scenarios = if args.scenario.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        args.scenario
+            .iter()
+            .map(|name| Scenario::parse(name).ok_or_else(|| format!("unknown scenario {name:?}")))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let exe = std::env::current_exe().map_err(|e| format!("where am I: {e}"))?;
+    let sessiond = match args.sessiond {
+        Some(path) => path,
+        None => exe.with_file_name("sessiond"),
+    };
+    if !sessiond.exists() {
+        return Err(format!(
+            "no sessiond at {} (build it: cargo build --release -p session-server --bin sessiond, or pass --sessiond)",
+            sessiond.display()
+        ));
+    }
+    let mut sizes = if args.quick {
+        Sizes::quick()
+    } else {
+        Sizes::full()
+    };
+    if let Some(n) = args.sessions {
+        sizes = sizes.with_sessions(n);
+    }
+    if let Some(n) = args.in_flight {
+        sizes.in_flight = n.max(1);
+    }
+    if let Some(ms) = args.heartbeat_ms {
+        sizes.s2cpu_heartbeat_ms = ms;
+    }
+    let command: Vec<String> = std::env::args().collect();
+    let bench = Bench::new(sessiond, exe, sizes, args.out_dir);
+    let records = suite::run(&bench, &scenarios, args.runs.max(1), &command.join(" ")).await?;
+    let lines = suite::summarise(&bench.sizes, &records);
+    println!(
+        "\nsessiond under load ({} run(s) each; median, min and max over runs)\n",
+        args.runs.max(1)
+    );
+    print!("{}", suite::table(&lines));
+    println!(
+        "\nwrote {} (and latency plots beside it)",
+        bench.out_dir.join("load.json").display()
+    );
+    let failed = records.iter().filter(|r| r.result.is_err()).count();
+    if failed > 0 {
+        return Err(format!("{failed} run(s) failed; see load.json"));
+    }
+    Ok(())
+}
+
+fn report(args: ReportArgs) -> Result<(), String> {
+    let (sizes, records) = suite::read_report(&args.json)?;
+    let dir = match args.out_dir {
+        Some(dir) => dir,
+        None => args
+            .json
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(".")),
+    };
+    suite::write_plots(&dir, &records)?;
+    let runs = records.iter().map(|r| r.run).max().unwrap_or(0);
+    println!("{} ({runs} run(s))\n", args.json.display());
+    print!("{}", suite::table(&suite::summarise(&sizes, &records)));
+    Ok(())
+}
+
+fn sim(args: SimArgs) -> Result<(), String> {
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("  {prefix:<18} [{bar:30}] {pos:>9}/{len:9} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    // Allocates only when the size changes: the simulation counts the
+    // allocations made while it runs, this closure's included.
+    let mut size = 0;
+    let mut tick = |n: u64, done: u64, total: u64| {
+        if n != size {
+            size = n;
+            bar.set_length(total);
+            bar.set_prefix(format!("sim {n}"));
+        }
+        bar.set_position(done);
+    };
+    let result = sim_result(&args.sizes, &mut tick)?;
+    bar.finish_and_clear();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&result).map_err(|e| e.to_string())?
+        );
+    } else {
+        println!(
+            "{:>10} {:>8} {:>9} {:>12} {:>9} {:>8} {:>11} {:>9} {:>9} {:>12}",
+            "sessions",
+            "bytes",
+            "rss bytes",
+            "allocs/login",
+            "login ns",
+            "hb ns",
+            "hb seq. ns",
+            "allocs/hb",
+            "expiry ns",
+            "allocs/expiry"
+        );
+        for point in result.details["points"].as_array().into_iter().flatten() {
+            let f = |k: &str| point[k].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "{:>10} {:>8.1} {:>9.1} {:>12.2} {:>9.1} {:>8.1} {:>11.1} {:>9.3} {:>9.1} {:>12.3}",
+                f("sessions"),
+                f("bytes_per_session"),
+                f("rss_bytes_per_session"),
+                f("allocs_per_login"),
+                f("login_ns"),
+                f("heartbeat_ns"),
+                f("heartbeat_seq_ns"),
+                f("allocs_per_heartbeat"),
+                f("expiry_ns"),
+                f("allocs_per_expiry"),
+            );
+        }
+    }
+    Ok(())
+}
