@@ -30,7 +30,7 @@ use bytes::{Bytes, BytesMut};
 use session_core::proto::prost::Message;
 use session_core::proto::v1::{self, client_frame, server_frame};
 use session_core::{
-    ClientConfig, ClientEvent, ClientSession, ClientState, Credentials, FrameDecoder, Framing,
+    ClientConfig, ClientEvent, ClientSession, ClientState, Credentials, FrameDecoder,
     ProtocolError, Transmit,
 };
 
@@ -640,11 +640,7 @@ impl Harness {
     }
 
     fn drain(&mut self) {
-        let framing = if self.turn.is_multiple_of(2) {
-            Framing::Delimited
-        } else {
-            Framing::Bare
-        };
+        let framing = crate::wire::framing_for(self.turn);
         let mut polls = 0usize;
         while let Some(transmit) = self.client.poll_transmit(&mut self.out, framing) {
             polls += 1;
@@ -652,16 +648,7 @@ impl Harness {
             match transmit {
                 Transmit::Frame => {
                     let bytes = self.out.split().freeze();
-                    let frame = match framing {
-                        Framing::Bare => v1::ClientFrame::decode(bytes),
-                        Framing::Delimited => {
-                            let mut rest = bytes;
-                            let frame = v1::ClientFrame::decode_length_delimited(&mut rest);
-                            assert!(rest.is_empty(), "bytes after the delimited frame");
-                            frame
-                        }
-                    };
-                    let frame = frame.expect("a frame the client wrote does not decode");
+                    let frame: v1::ClientFrame = crate::wire::decode_written(bytes, framing);
                     let kind = frame.kind.expect("a frame without a kind");
                     crate::trace!("  -> {kind:?}");
                     self.on_frame(kind);

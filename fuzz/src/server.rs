@@ -37,9 +37,9 @@ use bytes::{Bytes, BytesMut};
 use session_core::proto::prost::Message;
 use session_core::proto::v1::{self, client_frame, server_frame};
 use session_core::{
-    AcceptError, CloseCode, ErrorCode, FrameDecoder, Framing, LoginRequest, PublishError,
-    RESUME_TOKEN_LEN, RejectCode, ResponseError, ResumeRequest, ServerConfig, ServerEvent,
-    ServerSession, ServerState, SessionId, SplitMix64, Transmit, WallClock,
+    AcceptError, CloseCode, ErrorCode, FrameDecoder, LoginRequest, PublishError, RESUME_TOKEN_LEN,
+    RejectCode, ResponseError, ResumeRequest, ServerConfig, ServerEvent, ServerSession,
+    ServerState, SessionId, SplitMix64, Transmit, WallClock,
 };
 
 use crate::wire::{Blob, Encode, MAX_BURST, Pick, Step, Text, TransportError, variant};
@@ -805,11 +805,7 @@ impl Harness {
     }
 
     fn drain(&mut self) {
-        let framing = if self.turn.is_multiple_of(2) {
-            Framing::Delimited
-        } else {
-            Framing::Bare
-        };
+        let framing = crate::wire::framing_for(self.turn);
         let mut polls = 0usize;
         while let Some(transmit) = self.session.poll_transmit(&mut self.out, framing) {
             polls += 1;
@@ -817,16 +813,7 @@ impl Harness {
             match transmit {
                 Transmit::Frame => {
                     let bytes = self.out.split().freeze();
-                    let frame = match framing {
-                        Framing::Bare => v1::ServerFrame::decode(bytes),
-                        Framing::Delimited => {
-                            let mut rest = bytes;
-                            let frame = v1::ServerFrame::decode_length_delimited(&mut rest);
-                            assert!(rest.is_empty(), "bytes after the delimited frame");
-                            frame
-                        }
-                    };
-                    let frame = frame.expect("a frame the session wrote does not decode");
+                    let frame: v1::ServerFrame = crate::wire::decode_written(bytes, framing);
                     let kind = frame.kind.expect("a frame without a kind");
                     crate::trace!("  -> {kind:?}");
                     self.on_frame(kind);

@@ -265,3 +265,31 @@ macro_rules! trace {
         }
     };
 }
+
+/// The framing a harness drains with on `turn`: both, alternately, so that
+/// each output path is exercised.
+pub fn framing_for(turn: usize) -> session_core::Framing {
+    if turn.is_multiple_of(2) {
+        session_core::Framing::Delimited
+    } else {
+        session_core::Framing::Bare
+    }
+}
+
+/// Decodes one frame a session wrote in `framing`; a frame that does not
+/// decode, or leaves bytes behind, breaks an invariant.
+pub fn decode_written<M: session_core::proto::prost::Message + Default>(
+    bytes: bytes::Bytes,
+    framing: session_core::Framing,
+) -> M {
+    let frame = match framing {
+        session_core::Framing::Bare => M::decode(bytes),
+        session_core::Framing::Delimited => {
+            let mut rest = bytes;
+            let frame = M::decode_length_delimited(&mut rest);
+            assert!(rest.is_empty(), "bytes after the delimited frame");
+            frame
+        }
+    };
+    frame.expect("a frame the session wrote does not decode")
+}

@@ -11,11 +11,7 @@ fn a_request_answered_while_the_connection_was_down_is_not_executed_twice() {
     let mut world = World::standard();
     world.echo = false;
     let c = world.online("alice", "web");
-    let now = world.now;
-    let id = world.clients[c]
-        .session
-        .request(now, "transfer 10".into())
-        .unwrap();
+    let id = world.request(c, "transfer 10");
     world.settle();
     assert_eq!(world.executions.len(), 1);
     // The connection drops; the backend answers meanwhile (cached, not sent).
@@ -33,11 +29,7 @@ fn a_request_still_executing_at_resume_is_answered_once_when_done() {
     let mut world = World::standard();
     world.echo = false;
     let c = world.online("alice", "web");
-    let now = world.now;
-    let id = world.clients[c]
-        .session
-        .request(now, "slow".into())
-        .unwrap();
+    let id = world.request(c, "slow");
     world.settle();
     world.client_loses_connection(c);
     world.reconnect_and_resume(c);
@@ -55,11 +47,7 @@ fn a_request_lost_in_flight_is_executed_after_the_resume() {
     let mut world = World::standard();
     let c = world.online("alice", "web");
     world.partition(c);
-    let now = world.now;
-    let id = world.clients[c]
-        .session
-        .request(now, "lost".into())
-        .unwrap();
+    let id = world.request(c, "lost");
     world.settle();
     assert_eq!(world.executions.len(), 0);
     world.client_loses_connection(c);
@@ -73,11 +61,7 @@ fn requests_made_while_suspended_are_sent_after_the_resume() {
     let mut world = World::standard();
     let c = world.online("alice", "web");
     world.reset(c);
-    let now = world.now;
-    let id = world.clients[c]
-        .session
-        .request(now, "queued".into())
-        .unwrap();
+    let id = world.request(c, "queued");
     world.reconnect_and_resume(c);
     assert_eq!(world.responses(c), vec![(id, Ok("queued".into()))]);
 }

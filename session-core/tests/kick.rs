@@ -14,11 +14,7 @@ fn kick_is_reported_as_kicked_with_the_reason_then_disconnected() {
     let mut world = World::standard();
     world.echo = false;
     let c = world.online("alice", "web");
-    let now = world.now;
-    let id = world.clients[c]
-        .session
-        .request(now, "pending".into())
-        .unwrap();
+    let id = world.request(c, "pending");
     world.settle();
     let slot = world.slot_of(c);
     world.slots[slot]

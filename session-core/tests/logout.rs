@@ -40,12 +40,9 @@ fn logout_fails_pending_requests_with_logged_out() {
     let mut world = World::standard();
     world.echo = false;
     let c = world.online("alice", "web");
-    let now = world.now;
-    let id = world.clients[c]
-        .session
-        .request(now, "slow".into())
-        .unwrap();
+    let id = world.request(c, "slow");
     world.settle();
+    let now = world.now;
     world.clients[c].session.logout(now, "").unwrap();
     world.settle();
     assert!(world.clients[c].events.contains(&ClientEvent::Response {

@@ -44,11 +44,7 @@ fn a_request_without_answer_times_out_and_a_late_answer_is_dropped() {
     let mut world = World::standard();
     world.echo = false;
     let c = world.online("alice", "web");
-    let now = world.now;
-    let id = world.clients[c]
-        .session
-        .request(now, "slow".into())
-        .unwrap();
+    let id = world.request(c, "slow");
     world.run_for(Duration::from_secs(29));
     assert!(world.responses(c).is_empty());
     world.run_for(Duration::from_secs(1));

@@ -544,6 +544,16 @@ impl World {
         }
     }
 
+    /// Client `c` sends a request now (delivered on the next settle);
+    /// returns its id.
+    pub fn request(&mut self, c: usize, body: &str) -> u64 {
+        let now = self.now;
+        self.clients[c]
+            .session
+            .request(now, Bytes::copy_from_slice(body.as_bytes()))
+            .expect("request")
+    }
+
     /// Answers every held request (in order) with its body.
     pub fn respond_held(&mut self) {
         for execution in std::mem::take(&mut self.held) {
