@@ -777,26 +777,7 @@ impl Harness {
     }
 
     fn time(&mut self, step: Step) {
-        match step {
-            Step::Millis(ms) => self.now += Duration::from_millis(u64::from(ms)),
-            Step::Seconds(s) => self.now += Duration::from_secs(u64::from(s)),
-            Step::ToDeadline => {
-                if let Some(at) = self.session.poll_timeout() {
-                    self.now = self.now.max(at);
-                }
-            }
-            Step::Spurious => {}
-        }
-        let due = self.session.poll_timeout().is_some_and(|at| at <= self.now);
-        if due || step == Step::Spurious {
-            self.session.handle_timeout(self.now);
-            if let Some(at) = self.session.poll_timeout() {
-                assert!(
-                    at > self.now,
-                    "a deadline is still due after handle_timeout"
-                );
-            }
-        }
+        crate::wire::step_time(&mut self.session, &mut self.now, step);
     }
 
     fn disconnected(&mut self) {

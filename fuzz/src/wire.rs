@@ -293,3 +293,51 @@ pub fn decode_written<M: session_core::proto::prost::Message + Default>(
     };
     frame.expect("a frame the session wrote does not decode")
 }
+
+/// A session with deadlines: both sides of the core.
+pub trait Timed {
+    /// The next deadline.
+    fn poll_timeout(&self) -> Option<std::time::Instant>;
+    /// Fires what is due at `now`.
+    fn handle_timeout(&mut self, now: std::time::Instant);
+}
+
+impl Timed for session_core::ClientSession {
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        session_core::ClientSession::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: std::time::Instant) {
+        session_core::ClientSession::handle_timeout(self, now);
+    }
+}
+
+impl Timed for session_core::ServerSession {
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        session_core::ServerSession::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: std::time::Instant) {
+        session_core::ServerSession::handle_timeout(self, now);
+    }
+}
+
+/// Moves `now` by `step` and fires `session`'s timers when due (always, for
+/// a spurious wake-up); after that, no deadline may still be due.
+pub fn step_time(session: &mut impl Timed, now: &mut std::time::Instant, step: Step) {
+    match step {
+        Step::Millis(ms) => *now += std::time::Duration::from_millis(u64::from(ms)),
+        Step::Seconds(s) => *now += std::time::Duration::from_secs(u64::from(s)),
+        Step::ToDeadline => {
+            if let Some(at) = session.poll_timeout() {
+                *now = (*now).max(at);
+            }
+        }
+        Step::Spurious => {}
+    }
+    let due = session.poll_timeout().is_some_and(|at| at <= *now);
+    if due || step == Step::Spurious {
+        session.handle_timeout(*now);
+        if let Some(at) = session.poll_timeout() {
+            assert!(at > *now, "a deadline is still due after handle_timeout");
+        }
+    }
+}
