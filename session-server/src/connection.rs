@@ -12,17 +12,18 @@ use session_core::{
     Admission, CloseCode, Framing, LoginRequest, RejectCode, ServerEvent, ServerSession,
     ServerState, Transmit,
 };
-use session_transport::Transport;
+use session_transport::{Transport, TransportKind};
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use crate::api::{Authenticator, LoginAttempt, SessionInfo};
 use crate::entropy::OsEntropy;
 use crate::limits::Admitted;
+use crate::reactor::Adopt;
 use crate::registry::{CellState, SessionCell, Shared};
 
 /// How long a closing connection waits for the peer to close too.
-const LINGER: Duration = Duration::from_secs(1);
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
 
 /// How a connection ended, for the caller's bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,16 +296,65 @@ async fn decide<A: Authenticator>(
             device,
             remote_addr: remote,
         },
-        state: Mutex::new(CellState {
-            session: core,
-            attachment,
-        }),
+        state: Mutex::new(CellState::new(core, attachment)),
         wake: Notify::new(),
     });
     shared.insert(cell.clone());
     // Forward `Opened` (queued by `accept_login`) to the dispatcher.
     shared.with_session(&cell, |_| ());
     Some((cell, attachment))
+}
+
+impl Attached {
+    /// Whether a reactor takes this connection: plain TCP, on a server with
+    /// reactors.
+    pub(crate) fn wants_reactor(&self) -> bool {
+        !self.shared.reactors.is_empty() && self.conn.kind() == TransportKind::Tcp
+    }
+
+    /// Hands the connection to one of the server's reactors (see
+    /// [`wants_reactor`](Self::wants_reactor)).
+    pub(crate) fn into_reactor(self) {
+        let Self {
+            conn,
+            cell,
+            attachment,
+            remote,
+            shared,
+            slot,
+        } = self;
+        let Some((stream, buffered)) = conn.into_tcp() else {
+            debug!(%remote, "unflushed output after login");
+            connection_lost(
+                &shared,
+                &cell,
+                attachment,
+                &tokio::runtime::Handle::current(),
+            );
+            return;
+        };
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                debug!(%remote, %error, "cannot take the socket from tokio");
+                connection_lost(
+                    &shared,
+                    &cell,
+                    attachment,
+                    &tokio::runtime::Handle::current(),
+                );
+                return;
+            }
+        };
+        let reactor = &shared.reactors[(attachment % shared.reactors.len() as u64) as usize];
+        reactor.adopt(Adopt {
+            stream,
+            buffered,
+            cell,
+            attachment,
+            slot,
+        });
+    }
 }
 
 /// The attached phase: frames in, output out, one timer, until the session
@@ -327,6 +377,10 @@ pub(crate) async fn attached(attached: Attached) -> Ended {
             if state.attachment != attachment {
                 break Ended::Replaced;
             }
+            // This task waits on the cell's `Notify`: no reactor slot (one
+            // left by a connection this one resumed from) may take its
+            // wake-ups.
+            state.driver = None;
             let close = drain(&mut state.session, &mut buf, &mut frames);
             (close, state.session.poll_timeout())
         };
@@ -386,22 +440,40 @@ pub(crate) async fn attached(attached: Attached) -> Ended {
         return ended;
     }
     if ended != Ended::Replaced {
-        let detached = shared.with_session(&cell, |state| {
-            if state.attachment == attachment {
-                state.attachment = 0;
-                state.session.handle_disconnect(Instant::now());
-            }
-            state.attachment == 0 && state.session.state() == ServerState::Detached
-        });
-        if detached {
-            tokio::spawn(watch_detached(cell, shared));
-        }
+        connection_lost(
+            &shared,
+            &cell,
+            attachment,
+            &tokio::runtime::Handle::current(),
+        );
     }
     ended
 }
 
+/// The connection `attachment` of `cell` is gone: the session detaches (and
+/// a watchdog on `runtime` takes over its expiry) unless a resume already
+/// moved it elsewhere.
+pub(crate) fn connection_lost(
+    shared: &Arc<Shared>,
+    cell: &Arc<SessionCell>,
+    attachment: u64,
+    runtime: &tokio::runtime::Handle,
+) {
+    let detached = shared.with_session(cell, |state| {
+        if state.attachment == attachment {
+            state.attachment = 0;
+            state.driver = None;
+            state.session.handle_disconnect(Instant::now());
+        }
+        state.attachment == 0 && state.session.state() == ServerState::Detached
+    });
+    if detached {
+        runtime.spawn(watch_detached(cell.clone(), shared.clone()));
+    }
+}
+
 /// Drives a detached session's expiry until it is resumed or closes.
-async fn watch_detached(cell: Arc<SessionCell>, shared: Arc<Shared>) {
+pub(crate) async fn watch_detached(cell: Arc<SessionCell>, shared: Arc<Shared>) {
     loop {
         let deadline = {
             let state = cell.lock();

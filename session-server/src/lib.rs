@@ -50,6 +50,7 @@ mod entropy;
 mod handle;
 mod limits;
 mod options;
+mod reactor;
 mod registry;
 mod server;
 mod wire;

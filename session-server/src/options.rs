@@ -37,6 +37,12 @@ pub struct ServerOptions {
     pub shutdown_timeout: Duration,
     /// Hint sent with `SERVER_SHUTDOWN` and limit rejections.
     pub retry_after: Duration,
+    /// Threads that drive logged-in plain-TCP sessions, each with its own
+    /// poll and a slab of connections instead of a task per session (see
+    /// `docs/server.md`). 0 gives every session a task, as TLS and
+    /// WebSocket sessions always get. Default: half the available cores,
+    /// at least 1.
+    pub reactor_threads: usize,
 }
 
 impl Default for ServerOptions {
@@ -57,6 +63,8 @@ impl Default for ServerOptions {
             write_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(5),
             retry_after: Duration::from_secs(5),
+            reactor_threads: std::thread::available_parallelism()
+                .map_or(1, |n| (n.get() / 2).clamp(1, 8)),
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::api::SessionInfo;
 use crate::handle::LifecycleEvent;
 use crate::limits::Limiter;
 use crate::options::ServerOptions;
+use crate::reactor::ReactorHandle;
 
 /// One open (or detached) session.
 #[derive(Debug)]
@@ -31,6 +32,31 @@ pub(crate) struct CellState {
     /// Which connection is attached (0: none). A connection task that finds
     /// another number here was replaced by a resume and leaves quietly.
     pub(crate) attachment: u64,
+    /// The reactor slot driving the attached connection, if a reactor does
+    /// (otherwise a task or the detached watchdog waits on the cell's
+    /// `Notify`).
+    pub(crate) driver: Option<Driver>,
+    /// A wake-up is already on its way to `driver` (or the driver is about
+    /// to look at the session anyway): later changes need not send another.
+    pub(crate) woken: bool,
+}
+
+/// Where a reactor-driven connection lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Driver {
+    pub(crate) reactor: u32,
+    pub(crate) slot: u32,
+}
+
+impl CellState {
+    pub(crate) fn new(session: ServerSession, attachment: u64) -> Self {
+        Self {
+            session,
+            attachment,
+            driver: None,
+            woken: false,
+        }
+    }
 }
 
 /// A core event on its way to the backend.
@@ -57,10 +83,12 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Sender<bool>,
     sessions: Mutex<Sessions>,
     dispatch: Vec<mpsc::UnboundedSender<Dispatch>>,
+    /// The reactors that drive plain-TCP sessions (none: a task each).
+    pub(crate) reactors: Vec<ReactorHandle>,
     next_attachment: AtomicU64,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // State under these locks is only changed by code that does not panic
     // midway; after a panic elsewhere, keep serving the other sessions.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -77,6 +105,7 @@ impl Shared {
         options: ServerOptions,
         limiter: Arc<Limiter>,
         dispatch: Vec<mpsc::UnboundedSender<Dispatch>>,
+        reactors: Vec<ReactorHandle>,
     ) -> Self {
         let mut core = options.core.clone();
         if core.wall_clock.is_none() {
@@ -90,6 +119,7 @@ impl Shared {
             shutdown: watch::channel(false).0,
             sessions: Mutex::new(Sessions::default()),
             dispatch,
+            reactors,
             next_attachment: AtomicU64::new(1),
         }
     }
@@ -106,17 +136,26 @@ impl Shared {
         cell: &Arc<SessionCell>,
         f: impl FnOnce(&mut CellState) -> R,
     ) -> R {
-        let (result, closed) = {
+        let (result, closed, driver) = {
             let mut state = cell.lock();
             let result = f(&mut state);
             let closed = self.forward_events(cell, &mut state.session);
-            (result, closed)
+            let driver = state.driver.filter(|_| !state.woken);
+            state.woken |= driver.is_some();
+            (result, closed, state.driver.map(|_| driver))
         };
-        // Every waiter (an attached connection, a replaced one, a detached
-        // session's watchdog) re-checks the cell; the stored permit covers a
-        // waiter about to register.
-        cell.wake.notify_waiters();
-        cell.wake.notify_one();
+        match driver {
+            // A reactor drives the session: one wake-up until it looks.
+            Some(Some(driver)) => self.reactors[driver.reactor as usize].wake(driver.slot),
+            Some(None) => {}
+            // Every waiter (an attached connection, a replaced one, a
+            // detached session's watchdog) re-checks the cell; the stored
+            // permit covers a waiter about to register.
+            None => {
+                cell.wake.notify_waiters();
+                cell.wake.notify_one();
+            }
+        }
         if closed {
             self.forget(cell);
         }

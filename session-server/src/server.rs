@@ -16,6 +16,7 @@ use crate::entropy::OsEntropy;
 use crate::handle::ServerHandle;
 use crate::limits::Limiter;
 use crate::options::ServerOptions;
+use crate::reactor::{self, ReactorHandle, StopOnDrop};
 use crate::registry::Shared;
 use crate::wire;
 
@@ -98,6 +99,9 @@ pub enum StartError {
     /// The OS random generator is unavailable (resume tokens need it).
     #[error("the OS random generator is unavailable: {0}")]
     Entropy(std::io::Error),
+    /// A reactor's poll or thread could not be created.
+    #[error("cannot start a reactor: {0}")]
+    Reactor(std::io::Error),
 }
 
 /// Builds a [`Server`]: listeners, options, and the backend's
@@ -179,7 +183,23 @@ impl<A: Authenticator, L: SessionListener, H: RequestHandler> ServerBuilder<A, L
         let shards = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| mpsc::unbounded_channel()).unzip();
-        let shared = Arc::new(Shared::new(self.options, limiter, senders));
+        let mut reactors = Vec::new();
+        let mut polls = Vec::new();
+        for _ in 0..self.options.reactor_threads {
+            let (reactor, poll) = ReactorHandle::new().map_err(StartError::Reactor)?;
+            reactors.push(reactor);
+            polls.push(poll);
+        }
+        let shared = Arc::new(Shared::new(self.options, limiter, senders, reactors));
+        for (index, poll) in polls.into_iter().enumerate() {
+            reactor::spawn(index as u32, poll, shared.clone()).map_err(StartError::Reactor)?;
+        }
+        // The reactors stop when the runtime drops this task (or at shutdown).
+        let stop = StopOnDrop(shared.clone());
+        tokio::spawn(async move {
+            let _stop = stop;
+            std::future::pending::<()>().await;
+        });
         let handle = ServerHandle {
             shared: shared.clone(),
         };
@@ -289,6 +309,9 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let connections_left = shared.limiter.connections();
+        for reactor in &shared.reactors {
+            reactor.stop();
+        }
         info!(sessions_closed, connections_left, "shut down");
         ShutdownReport {
             sessions_closed,
@@ -339,10 +362,14 @@ async fn accept_loop<A: Authenticator>(mut bound: wire::Bound, shared: Arc<Share
                             // The attached phase gets a small task of its own;
                             // this one, sized for the login, ends here.
                             Ok(attached) => {
-                                tokio::spawn(
-                                    connection::attached(attached)
-                                        .instrument(info_span!("session", %remote)),
-                                );
+                                if attached.wants_reactor() {
+                                    attached.into_reactor();
+                                } else {
+                                    tokio::spawn(
+                                        connection::attached(attached)
+                                            .instrument(info_span!("session", %remote)),
+                                    );
+                                }
                             }
                             Err(ended) => debug!(?ended, "connection ended before login"),
                         }

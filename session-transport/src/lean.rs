@@ -64,6 +64,16 @@ impl LeanFramed {
         &mut self.io
     }
 
+    /// Whether every written frame has been flushed.
+    pub(crate) fn write_is_empty(&self) -> bool {
+        self.write.is_empty()
+    }
+
+    /// The socket and what was read from it but not yet decoded.
+    pub(crate) fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.io, self.read)
+    }
+
     /// Gives the read buffer back when nothing is left in it.
     fn release_read(&mut self) {
         if self.read.is_empty() && self.read.capacity() != 0 {

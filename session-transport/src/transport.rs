@@ -193,6 +193,20 @@ impl Transport {
         }
     }
 
+    /// For a plain TCP transport with nothing left to write: the socket and
+    /// the bytes already read from it but not yet taken as frames, so that a
+    /// driver of its own (a server's reactor, say) can carry on where this
+    /// transport stops. `None` (and the connection dropped) for any other
+    /// kind, or with unflushed output: check [`kind`](Self::kind) first.
+    pub fn into_tcp(self) -> Option<(TcpStream, bytes::BytesMut)> {
+        match self.inner {
+            Inner::Tcp(framed) if framed.write_is_empty() && !self.write_closed => {
+                Some(framed.into_parts())
+            }
+            _ => None,
+        }
+    }
+
     /// Closes the transport (as [`SinkExt::close`]: flush, WebSocket close
     /// frame, shutdown of the write side), then reads and discards what the
     /// peer still sends until it closes too or `linger` has passed.

@@ -110,6 +110,10 @@ pub(crate) struct Settings {
     /// Time a graceful shutdown may take, ms [default: 5000].
     #[arg(long, value_name = "MS")]
     pub(crate) shutdown_timeout_ms: Option<u64>,
+    /// Reactor threads driving plain-TCP sessions; 0 gives each session a
+    /// task instead [default: half the cores, at least 1].
+    #[arg(long, value_name = "N")]
+    pub(crate) reactor_threads: Option<usize>,
 
     /// Login-conflict policy: replace-older, reject-newer or allow-many
     /// [default: replace-older].
@@ -181,6 +185,7 @@ impl Settings {
             failed_login_burst,
             write_timeout_ms,
             shutdown_timeout_ms,
+            reactor_threads,
             conflict,
             log,
         ))
@@ -307,6 +312,7 @@ impl Settings {
             write_timeout: ms(self.write_timeout_ms, defaults.write_timeout),
             shutdown_timeout: ms(self.shutdown_timeout_ms, defaults.shutdown_timeout),
             retry_after: defaults.retry_after,
+            reactor_threads: self.reactor_threads.unwrap_or(defaults.reactor_threads),
         })
     }
 }

@@ -1,0 +1,714 @@
+//! Reactors: the attached phase of plain-TCP sessions without a task per
+//! session.
+//!
+//! A reactor is one thread with a `mio::Poll` and a slab of connections. A
+//! connection's entry holds its socket, its cell, the bytes of a partial
+//! frame (only while one is arriving) and unwritten output (only while the
+//! socket is full): an idle session costs its entry and its cell, no task,
+//! no future, no buffer and no tokio registration.
+//!
+//! - **Reading:** a readable socket is read into the reactor's scratch
+//!   buffer; each read's bytes are copied into one allocation of exactly
+//!   their size, the frames are sliced out of it and handed to the session
+//!   under one lock, and only a trailing partial frame stays with the
+//!   connection.
+//! - **Writing:** the session's pending frames are encoded straight into the
+//!   reactor's scratch buffer (varint-delimited) and written with one
+//!   `write` per batch; only what the socket did not take is copied into
+//!   the connection's own buffer, and the session is not drained again
+//!   until that is gone, so a slow reader's backlog stays in the core,
+//!   which bounds it.
+//! - **Waking:** anything that changes a session (a publish, a kick, a
+//!   response) goes through `Shared::with_session`, which sends the
+//!   session's slot to its reactor's inbox once until the reactor looks
+//!   (the cell's `woken` flag) and signals the reactor's `mio::Waker` only
+//!   if the reactor may be asleep.
+//! - **Timers:** one deadline per connection (the core's `poll_timeout`,
+//!   the write deadline, the close linger) in a binary heap, re-armed
+//!   lazily: a deadline that moved later (every heartbeat moves it) is not
+//!   pushed again; the earlier entry fires, finds nothing due and re-arms.
+//!
+//! Everything else (TLS, WebSocket, the login phase, detached sessions)
+//! stays on tokio tasks.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+use session_core::{FrameDecoder, Framing, Transmit};
+use tracing::{debug, warn};
+
+use crate::connection::{LINGER, connection_lost};
+use crate::limits::Admitted;
+use crate::registry::{Driver, SessionCell, Shared, lock};
+
+/// The token of the reactor's waker.
+const WAKER: Token = Token(usize::MAX);
+/// Bytes read per `read` call.
+const READ_CHUNK: usize = 16 * 1024;
+/// Reads per readiness event before other connections get a turn.
+const READS_PER_TURN: usize = 8;
+/// Output encoded per `write` call.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// A connection handed to a reactor after its login.
+#[derive(Debug)]
+pub(crate) struct Adopt {
+    pub(crate) stream: std::net::TcpStream,
+    /// Bytes read during the login phase but not yet taken as frames.
+    pub(crate) buffered: BytesMut,
+    pub(crate) cell: Arc<SessionCell>,
+    pub(crate) attachment: u64,
+    pub(crate) slot: Admitted,
+}
+
+/// What other threads hold of a reactor: its inbox and its waker.
+#[derive(Debug)]
+pub(crate) struct ReactorHandle {
+    waker: Waker,
+    inbox: Mutex<Inbox>,
+}
+
+#[derive(Debug, Default)]
+struct Inbox {
+    adopt: Vec<Adopt>,
+    wake: Vec<u32>,
+    stop: bool,
+    /// The reactor is awake (or a wake-up is on its way) and looks at the
+    /// inbox before it sleeps: no need to signal the waker.
+    awake: bool,
+}
+
+impl ReactorHandle {
+    /// Makes a reactor's poll and handle; the poll goes to [`spawn`].
+    pub(crate) fn new() -> io::Result<(Self, Poll)> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        Ok((
+            Self {
+                waker,
+                inbox: Mutex::new(Inbox::default()),
+            },
+            poll,
+        ))
+    }
+
+    fn send(&self, change: impl FnOnce(&mut Inbox)) {
+        let signal = {
+            let mut inbox = lock(&self.inbox);
+            change(&mut inbox);
+            !std::mem::replace(&mut inbox.awake, true)
+        };
+        if signal {
+            // Fails only if the eventfd is gone, that is the reactor too.
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Asks the reactor to look at the session in `slot`.
+    pub(crate) fn wake(&self, slot: u32) {
+        self.send(|inbox| inbox.wake.push(slot));
+    }
+
+    /// Hands a logged-in connection to the reactor.
+    pub(crate) fn adopt(&self, adopt: Adopt) {
+        self.send(|inbox| inbox.adopt.push(adopt));
+    }
+
+    /// Stops the reactor; it drops (and so closes) every connection left.
+    pub(crate) fn stop(&self) {
+        self.send(|inbox| inbox.stop = true);
+    }
+}
+
+/// Stops every reactor of a server when dropped: held by a task that never
+/// ends, so that the reactors stop with the runtime.
+#[derive(Debug)]
+pub(crate) struct StopOnDrop(pub(crate) Arc<Shared>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        for reactor in &self.0.reactors {
+            reactor.stop();
+        }
+    }
+}
+
+/// Starts reactor number `index` of `shared` on a thread of its own.
+pub(crate) fn spawn(index: u32, poll: Poll, shared: Arc<Shared>) -> io::Result<()> {
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name(format!("session-reactor-{index}"))
+        .spawn(move || {
+            let mut reactor = Reactor {
+                index,
+                poll,
+                shared,
+                runtime,
+                conns: Vec::new(),
+                free: Vec::new(),
+                timers: BinaryHeap::new(),
+                scratch: vec![0; READ_CHUNK],
+                out: BytesMut::new(),
+                decoder: FrameDecoder::new(0),
+                again: Vec::new(),
+            };
+            reactor.decoder = FrameDecoder::new(reactor.shared.core.max_frame_len);
+            reactor.run();
+        })
+        .map(drop)
+}
+
+/// One connection in a reactor's slab.
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    cell: Arc<SessionCell>,
+    attachment: u64,
+    /// A partial incoming frame (empty, with no allocation, between frames).
+    read: BytesMut,
+    /// Output the socket has not taken yet (empty, no allocation, when
+    /// caught up).
+    write: BytesMut,
+    /// When `write` became non-empty: the write deadline counts from here.
+    write_since: Option<Instant>,
+    /// The earliest deadline this connection has in the timer heap.
+    armed: Option<Instant>,
+    /// Set once the session asked to close: the close signal is written (or
+    /// being written); then the write side is shut and input discarded
+    /// until the peer closes or this passes.
+    linger_until: Option<Instant>,
+    /// The session wants the connection closed once `write` is flushed.
+    closing: bool,
+    /// Input is no longer read into the session (after a framing error).
+    read_closed: bool,
+    /// WRITABLE interest is registered.
+    want_write: bool,
+    _slot: Admitted,
+}
+
+/// How a connection's turn ended.
+enum Outcome {
+    /// Keep it.
+    Keep,
+    /// Drop it: closed, lost or replaced (the session is already told).
+    Drop,
+}
+
+struct Reactor {
+    index: u32,
+    poll: Poll,
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+    conns: Vec<Option<Conn>>,
+    free: Vec<u32>,
+    /// `(deadline, slot, attachment)`, earliest first; stale entries are
+    /// skipped when they come up.
+    timers: BinaryHeap<Reverse<(Instant, u32, u64)>>,
+    /// Where reads land.
+    scratch: Vec<u8>,
+    /// Where output is encoded.
+    out: BytesMut,
+    decoder: FrameDecoder,
+    /// Connections that had more to read when their turn ended.
+    again: Vec<u32>,
+}
+
+impl Reactor {
+    fn handle(&self) -> &ReactorHandle {
+        &self.shared.reactors[self.index as usize]
+    }
+
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut wake = Vec::new();
+        let mut adopt = Vec::new();
+        loop {
+            let stop = {
+                let mut inbox = lock(&self.handle().inbox);
+                std::mem::swap(&mut wake, &mut inbox.wake);
+                std::mem::swap(&mut adopt, &mut inbox.adopt);
+                inbox.stop
+            };
+            if stop {
+                return;
+            }
+            let now = Instant::now();
+            for new in adopt.drain(..) {
+                self.adopt(new, now);
+            }
+            for slot in wake.drain(..) {
+                self.turn(slot, now, |reactor, slot, now| reactor.drive(slot, now));
+            }
+            for slot in std::mem::take(&mut self.again) {
+                self.turn(slot, now, |reactor, slot, now| reactor.readable(slot, now));
+            }
+            self.expire(now);
+
+            let timeout = if self.may_sleep() {
+                self.timers
+                    .peek()
+                    .map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
+                if error.kind() != io::ErrorKind::Interrupted {
+                    warn!(%error, reactor = self.index, "poll failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            let now = Instant::now();
+            for event in &events {
+                if event.token() == WAKER {
+                    continue;
+                }
+                let slot = event.token().0 as u32;
+                if event.is_writable() {
+                    self.turn(slot, now, |reactor, slot, now| reactor.writable(slot, now));
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.turn(slot, now, |reactor, slot, now| reactor.readable(slot, now));
+                }
+            }
+        }
+    }
+
+    /// Whether the reactor may block in `poll`: nothing waits in the inbox
+    /// or for another read. If so, producers signal the waker from now on.
+    fn may_sleep(&self) -> bool {
+        let mut inbox = lock(&self.handle().inbox);
+        let idle =
+            inbox.wake.is_empty() && inbox.adopt.is_empty() && !inbox.stop && self.again.is_empty();
+        inbox.awake = !idle;
+        idle
+    }
+
+    /// Runs `step` on the connection in `slot` (if any), drops it if asked,
+    /// and re-arms its timer otherwise.
+    fn turn(
+        &mut self,
+        slot: u32,
+        now: Instant,
+        step: impl FnOnce(&mut Self, u32, Instant) -> Outcome,
+    ) {
+        if self.conns.get(slot as usize).is_none_or(Option::is_none) {
+            return;
+        }
+        match step(self, slot, now) {
+            Outcome::Keep => self.arm(slot),
+            Outcome::Drop => self.remove(slot),
+        }
+    }
+
+    fn conn(&mut self, slot: u32) -> &mut Conn {
+        self.conns[slot as usize]
+            .as_mut()
+            .expect("a turn only runs on an occupied slot")
+    }
+
+    fn remove(&mut self, slot: u32) {
+        if let Some(mut conn) = self.conns[slot as usize].take() {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.free.push(slot);
+        }
+    }
+
+    fn adopt(&mut self, new: Adopt, now: Instant) {
+        let Adopt {
+            stream,
+            buffered,
+            cell,
+            attachment,
+            slot: admitted,
+        } = new;
+        let mut stream = TcpStream::from_std(stream);
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.conns.push(None);
+                (self.conns.len() - 1) as u32
+            }
+        };
+        if let Err(error) =
+            self.poll
+                .registry()
+                .register(&mut stream, Token(slot as usize), Interest::READABLE)
+        {
+            warn!(%error, session = %cell.info.id, "cannot register a connection");
+            self.free.push(slot);
+            connection_lost(&self.shared, &cell, attachment, &self.runtime);
+            return;
+        }
+        {
+            // From now on, changes to the session wake this slot.
+            let mut state = cell.lock();
+            if state.attachment == attachment {
+                state.driver = Some(Driver {
+                    reactor: self.index,
+                    slot,
+                });
+                state.woken = false;
+            }
+        }
+        self.conns[slot as usize] = Some(Conn {
+            stream,
+            cell,
+            attachment,
+            read: BytesMut::new(),
+            write: BytesMut::new(),
+            write_since: None,
+            armed: None,
+            linger_until: None,
+            closing: false,
+            read_closed: false,
+            want_write: false,
+            _slot: admitted,
+        });
+        self.turn(slot, now, |reactor, slot, now| {
+            // Frames that came with the login go first, then any output.
+            if !buffered.is_empty() {
+                let conn = reactor.conn(slot);
+                conn.read = buffered;
+                if let Outcome::Drop = reactor.take_frames(slot, BytesMut::new(), now) {
+                    return Outcome::Drop;
+                }
+            }
+            reactor.drive(slot, now)
+        });
+    }
+
+    // ---- reading ----
+
+    fn readable(&mut self, slot: u32, now: Instant) -> Outcome {
+        for _ in 0..READS_PER_TURN {
+            let conn = self.conns[slot as usize]
+                .as_mut()
+                .expect("a turn only runs on an occupied slot");
+            let n = match conn.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    return if conn.linger_until.is_some() {
+                        Outcome::Drop
+                    } else {
+                        debug!(session = %conn.cell.info.id, "peer closed");
+                        self.lost(slot, now)
+                    };
+                }
+                Ok(n) => n,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Outcome::Keep,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    debug!(session = %conn.cell.info.id, %error, "read failed");
+                    return if conn.linger_until.is_some() {
+                        Outcome::Drop
+                    } else {
+                        self.lost(slot, now)
+                    };
+                }
+            };
+            if conn.read_closed || conn.linger_until.is_some() {
+                continue; // discarded
+            }
+            let fresh = BytesMut::from(&self.scratch[..n]);
+            if let Outcome::Drop = self.take_frames(slot, fresh, now) {
+                return Outcome::Drop;
+            }
+        }
+        // More may be waiting: come back after the others had a turn.
+        self.again.push(slot);
+        Outcome::Keep
+    }
+
+    /// Decodes the frames in the connection's partial frame plus `fresh`
+    /// and hands them to the session under one lock, then drives it.
+    fn take_frames(&mut self, slot: u32, fresh: BytesMut, now: Instant) -> Outcome {
+        let mut decoder = self.decoder;
+        let conn = self.conn(slot);
+        let mut data = if conn.read.is_empty() {
+            fresh
+        } else {
+            let mut data = std::mem::take(&mut conn.read);
+            data.extend_from_slice(&fresh);
+            data
+        };
+        let attachment = conn.attachment;
+        let cell = conn.cell.clone();
+        let mut failed = None;
+        let mut frames = Vec::new();
+        loop {
+            match decoder.decode(&mut data) {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => break,
+                Err(error) => {
+                    failed = Some(error);
+                    data.clear();
+                    break;
+                }
+            }
+        }
+        // Whatever is left is part of one frame: keep exactly that (a
+        // slice of a read shared with frames the session may still hold
+        // is copied into its own allocation).
+        conn.read = if data.is_empty() {
+            BytesMut::new()
+        } else {
+            BytesMut::from(&data[..])
+        };
+        conn.read_closed |= failed.is_some();
+        let attached = self.shared.with_session(&cell, |state| {
+            if state.attachment != attachment {
+                return false;
+            }
+            // This reactor drives the session right after: no wake-up.
+            state.woken = true;
+            for frame in frames {
+                if let Err(error) = state.session.handle_frame(now, frame) {
+                    warn!(remote = %cell.info.remote_addr, session = %cell.info.id, %error, "protocol error");
+                    break;
+                }
+            }
+            if let Some(error) = failed {
+                warn!(remote = %cell.info.remote_addr, session = %cell.info.id, %error, "bad input");
+                state.session.handle_protocol_error(now, error);
+            }
+            true
+        });
+        if !attached {
+            return Outcome::Drop;
+        }
+        self.drive(slot, now)
+    }
+
+    // ---- writing ----
+
+    /// Moves the session's output to the socket, as far as it takes it.
+    fn drive(&mut self, slot: u32, now: Instant) -> Outcome {
+        loop {
+            let conn = self.conns[slot as usize]
+                .as_mut()
+                .expect("a turn only runs on an occupied slot");
+            if !conn.write.is_empty() || conn.linger_until.is_some() {
+                // Waiting for the socket, or for the peer to close.
+                return Outcome::Keep;
+            }
+            if conn.closing {
+                return self.start_linger(slot, now);
+            }
+            let out = &mut self.out;
+            out.clear();
+            let drained = {
+                let mut state = conn.cell.lock();
+                if state.attachment != conn.attachment {
+                    return Outcome::Drop; // resumed elsewhere
+                }
+                state.woken = false;
+                loop {
+                    if out.len() >= WRITE_BATCH {
+                        break Drained::More;
+                    }
+                    match state.session.poll_transmit(out, Framing::Delimited) {
+                        Some(Transmit::Frame) => {}
+                        Some(Transmit::CloseConnection) => break Drained::Close,
+                        None => break Drained::All,
+                    }
+                }
+            };
+            if !out.is_empty() {
+                match conn.stream.write(out) {
+                    Ok(n) => out.advance(n),
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) => {
+                        debug!(session = %conn.cell.info.id, %error, "write failed");
+                        return self.lost(slot, now);
+                    }
+                }
+            }
+            if !out.is_empty() {
+                conn.write = BytesMut::from(&out[..]);
+                conn.write_since = Some(now);
+                conn.closing = matches!(drained, Drained::Close);
+                return self.want_write(slot, true);
+            }
+            match drained {
+                Drained::All => return Outcome::Keep,
+                Drained::More => {}
+                Drained::Close => return self.start_linger(slot, now),
+            }
+        }
+    }
+
+    fn writable(&mut self, slot: u32, now: Instant) -> Outcome {
+        let conn = self.conn(slot);
+        while !conn.write.is_empty() {
+            match conn.stream.write(&conn.write) {
+                Ok(0) => return self.lost(slot, now),
+                Ok(n) => conn.write.advance(n),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Outcome::Keep,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    debug!(session = %conn.cell.info.id, %error, "write failed");
+                    return self.lost(slot, now);
+                }
+            }
+        }
+        conn.write = BytesMut::new();
+        conn.write_since = None;
+        if let Outcome::Drop = self.want_write(slot, false) {
+            return Outcome::Drop;
+        }
+        self.drive(slot, now)
+    }
+
+    /// Registers or drops WRITABLE interest.
+    fn want_write(&mut self, slot: u32, want: bool) -> Outcome {
+        let registry = self.poll.registry();
+        let conn = self.conns[slot as usize]
+            .as_mut()
+            .expect("a turn only runs on an occupied slot");
+        if conn.want_write == want {
+            return Outcome::Keep;
+        }
+        let interest = if want {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        match registry.reregister(&mut conn.stream, Token(slot as usize), interest) {
+            Ok(()) => {
+                conn.want_write = want;
+                Outcome::Keep
+            }
+            Err(error) => {
+                debug!(session = %conn.cell.info.id, %error, "reregister failed");
+                let now = Instant::now();
+                self.lost(slot, now)
+            }
+        }
+    }
+
+    // ---- ending ----
+
+    /// The session's last frame is out: record that no connection is
+    /// attached, shut the write side, and wait for the peer to close.
+    fn start_linger(&mut self, slot: u32, now: Instant) -> Outcome {
+        let conn = self.conn(slot);
+        let (cell, attachment) = (conn.cell.clone(), conn.attachment);
+        conn.closing = false;
+        conn.linger_until = Some(now + LINGER);
+        let _ = conn.stream.shutdown(Shutdown::Write);
+        self.shared.with_session(&cell, |state| {
+            if state.attachment == attachment {
+                state.attachment = 0;
+                state.driver = None;
+            }
+        });
+        Outcome::Keep
+    }
+
+    /// The connection is gone: the session detaches (and a watchdog takes
+    /// over its expiry) unless a resume already moved it.
+    fn lost(&mut self, slot: u32, now: Instant) -> Outcome {
+        let conn = self.conn(slot);
+        let (cell, attachment) = (conn.cell.clone(), conn.attachment);
+        let _ = now;
+        connection_lost(&self.shared, &cell, attachment, &self.runtime);
+        Outcome::Drop
+    }
+
+    // ---- timers ----
+
+    /// Pushes the connection's next deadline if it is earlier than the one
+    /// already in the heap.
+    fn arm(&mut self, slot: u32) {
+        let write_timeout = self.shared.options.write_timeout;
+        let Some(conn) = self.conns[slot as usize].as_mut() else {
+            return;
+        };
+        let session = if conn.linger_until.is_some() {
+            None
+        } else {
+            conn.cell.lock().session.poll_timeout()
+        };
+        let deadline = [
+            session,
+            conn.write_since.map(|since| since + write_timeout),
+            conn.linger_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some(deadline) = deadline {
+            if conn.armed.is_none_or(|armed| deadline < armed) {
+                conn.armed = Some(deadline);
+                self.timers.push(Reverse((deadline, slot, conn.attachment)));
+            }
+        }
+    }
+
+    /// Runs every deadline that has come.
+    fn expire(&mut self, now: Instant) {
+        while let Some(&Reverse((at, slot, attachment))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(conn) = self.conns[slot as usize].as_mut() else {
+                continue;
+            };
+            if conn.attachment != attachment || conn.armed != Some(at) {
+                continue; // stale
+            }
+            conn.armed = None;
+            self.turn(slot, now, |reactor, slot, now| reactor.deadline(slot, now));
+        }
+    }
+
+    fn deadline(&mut self, slot: u32, now: Instant) -> Outcome {
+        let write_timeout = self.shared.options.write_timeout;
+        let conn = self.conn(slot);
+        if conn.linger_until.is_some_and(|until| until <= now) {
+            return Outcome::Drop;
+        }
+        if conn
+            .write_since
+            .is_some_and(|since| since + write_timeout <= now)
+        {
+            debug!(session = %conn.cell.info.id, "write deadline passed");
+            return self.lost(slot, now);
+        }
+        if conn.linger_until.is_some() {
+            return Outcome::Keep;
+        }
+        let (cell, attachment) = (conn.cell.clone(), conn.attachment);
+        let attached = self.shared.with_session(&cell, |state| {
+            if state.attachment != attachment {
+                return false;
+            }
+            state.woken = true;
+            state.session.handle_timeout(now);
+            true
+        });
+        if !attached {
+            return Outcome::Drop;
+        }
+        self.drive(slot, now)
+    }
+}
+
+/// How far a drain got.
+enum Drained {
+    /// The session has nothing more to send.
+    All,
+    /// The batch is full; more may be waiting.
+    More,
+    /// The session's last frame is in the batch: close after it.
+    Close,
+}
