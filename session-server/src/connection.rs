@@ -248,7 +248,7 @@ async fn decide<A: Authenticator>(
     };
 
     let user_id: Arc<str> = identity.user_id.into();
-    let device: Arc<str> = attempt.device.into();
+    let device = shared.device(attempt.device);
     // The conflict check, the closing of replaced sessions and the filing of
     // the new one happen under one lock, so two racing logins of the same
     // user and device cannot both win under `RejectNewer`.

@@ -83,17 +83,27 @@ pub(crate) struct Limiter {
 /// A connection slot; dropping it gives the slot back.
 #[derive(Debug)]
 pub(crate) struct Admitted {
-    limiter: Arc<Limiter>,
+    /// `None` once [`into_ip`](Self::into_ip) handed the count on.
+    limiter: Option<Arc<Limiter>>,
     ip: IpAddr,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        let mut state = self.limiter.lock();
-        state.connections = state.connections.saturating_sub(1);
-        if let Some(entry) = state.per_ip.get_mut(&self.ip) {
-            entry.connections = entry.connections.saturating_sub(1);
+        if let Some(limiter) = self.limiter.take() {
+            limiter.release(self.ip);
         }
+    }
+}
+
+impl Admitted {
+    /// The address, for whoever counts the connection from now on and
+    /// calls [`Limiter::release`] with it when the connection ends (a
+    /// reactor, which keeps the address in 17 bytes instead of this guard
+    /// in 32).
+    pub(crate) fn into_ip(mut self) -> IpAddr {
+        self.limiter = None;
+        self.ip
     }
 }
 
@@ -141,7 +151,7 @@ impl Limiter {
         entry.connections += 1;
         state.connections += 1;
         Ok(Admitted {
-            limiter: self.clone(),
+            limiter: Some(self.clone()),
             ip,
         })
     }
@@ -167,6 +177,15 @@ impl Limiter {
     }
 
     /// Connections open now.
+    /// Counts one connection from `ip` as closed.
+    pub(crate) fn release(&self, ip: IpAddr) {
+        let mut state = self.lock();
+        state.connections = state.connections.saturating_sub(1);
+        if let Some(entry) = state.per_ip.get_mut(&ip) {
+            entry.connections = entry.connections.saturating_sub(1);
+        }
+    }
+
     pub(crate) fn connections(&self) -> usize {
         self.lock().connections
     }

@@ -34,7 +34,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{IpAddr, Shutdown};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -165,32 +165,78 @@ pub(crate) fn spawn(index: u32, poll: Poll, shared: Arc<Shared>) -> io::Result<(
         .map(drop)
 }
 
-/// One connection in a reactor's slab.
+/// One connection in a reactor's slab: 64 bytes while idle.
 #[derive(Debug)]
 struct Conn {
     stream: TcpStream,
-    cell: Arc<SessionCell>,
-    attachment: u64,
-    /// A partial incoming frame (empty, with no allocation, between frames).
-    read: BytesMut,
-    /// Output the socket has not taken yet (empty, no allocation, when
-    /// caught up).
-    write: BytesMut,
-    /// When `write` became non-empty: the write deadline counts from here.
-    write_since: Option<Instant>,
-    /// The earliest deadline this connection has in the timer heap.
-    armed: Option<Instant>,
-    /// Set once the session asked to close: the close signal is written (or
-    /// being written); then the write side is shut and input discarded
-    /// until the peer closes or this passes.
-    linger_until: Option<Instant>,
-    /// The session wants the connection closed once `write` is flushed.
+    /// Where the connection comes from, for the connection limits.
+    ip: IpAddr,
+    /// The session wants the connection closed once its output is out.
     closing: bool,
     /// Input is no longer read into the session (after a framing error).
     read_closed: bool,
     /// WRITABLE interest is registered.
     want_write: bool,
-    _slot: Admitted,
+    cell: Arc<SessionCell>,
+    attachment: u64,
+    /// The earliest deadline this connection has in the timer heap.
+    armed: Option<Instant>,
+    /// What only a busy connection has (none while idle).
+    busy: Option<Box<Busy>>,
+}
+
+/// The state of a connection between frames, blocked on the socket, or
+/// closing.
+#[derive(Debug, Default)]
+struct Busy {
+    /// A partial incoming frame.
+    read: BytesMut,
+    /// Output the socket has not taken yet.
+    write: BytesMut,
+    /// When `write` became non-empty: the write deadline counts from here.
+    write_since: Option<Instant>,
+    /// Set once the session's last frame is out: the write side is shut
+    /// and input discarded until the peer closes or this passes.
+    linger_until: Option<Instant>,
+}
+
+impl Conn {
+    fn busy(&mut self) -> &mut Busy {
+        self.busy.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the busy state once there is nothing in it.
+    fn tidy(&mut self) {
+        if self.busy.as_ref().is_some_and(|busy| {
+            busy.read.is_empty()
+                && busy.write.is_empty()
+                && busy.write_since.is_none()
+                && busy.linger_until.is_none()
+        }) {
+            self.busy = None;
+        }
+    }
+
+    fn linger_until(&self) -> Option<Instant> {
+        self.busy.as_ref().and_then(|busy| busy.linger_until)
+    }
+
+    fn write_since(&self) -> Option<Instant> {
+        self.busy.as_ref().and_then(|busy| busy.write_since)
+    }
+
+    fn has_output(&self) -> bool {
+        self.busy
+            .as_ref()
+            .is_some_and(|busy| !busy.write.is_empty())
+    }
+
+    fn take_read(&mut self) -> BytesMut {
+        self.busy
+            .as_mut()
+            .map(|busy| std::mem::take(&mut busy.read))
+            .unwrap_or_default()
+    }
 }
 
 /// How a connection's turn ended.
@@ -317,6 +363,7 @@ impl Reactor {
     fn remove(&mut self, slot: u32) {
         if let Some(mut conn) = self.conns[slot as usize].take() {
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.shared.limiter.release(conn.ip);
             self.free.push(slot);
         }
     }
@@ -329,6 +376,7 @@ impl Reactor {
             attachment,
             slot: admitted,
         } = new;
+        let ip = admitted.into_ip();
         let mut stream = TcpStream::from_std(stream);
         let slot = match self.free.pop() {
             Some(slot) => slot,
@@ -344,6 +392,7 @@ impl Reactor {
         {
             warn!(%error, session = %cell.info.id, "cannot register a connection");
             self.free.push(slot);
+            self.shared.limiter.release(ip);
             connection_lost(&self.shared, &cell, attachment, &self.runtime);
             return;
         }
@@ -360,23 +409,19 @@ impl Reactor {
         }
         self.conns[slot as usize] = Some(Conn {
             stream,
-            cell,
-            attachment,
-            read: BytesMut::new(),
-            write: BytesMut::new(),
-            write_since: None,
-            armed: None,
-            linger_until: None,
+            ip,
             closing: false,
             read_closed: false,
             want_write: false,
-            _slot: admitted,
+            cell,
+            attachment,
+            armed: None,
+            busy: None,
         });
         self.turn(slot, now, |reactor, slot, now| {
             // Frames that came with the login go first, then any output.
             if !buffered.is_empty() {
-                let conn = reactor.conn(slot);
-                conn.read = buffered;
+                reactor.conn(slot).busy().read = buffered;
                 if let Outcome::Drop = reactor.take_frames(slot, BytesMut::new(), now) {
                     return Outcome::Drop;
                 }
@@ -394,7 +439,7 @@ impl Reactor {
                 .expect("a turn only runs on an occupied slot");
             let n = match conn.stream.read(&mut self.scratch) {
                 Ok(0) => {
-                    return if conn.linger_until.is_some() {
+                    return if conn.linger_until().is_some() {
                         Outcome::Drop
                     } else {
                         debug!(session = %conn.cell.info.id, "peer closed");
@@ -406,14 +451,14 @@ impl Reactor {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
                     debug!(session = %conn.cell.info.id, %error, "read failed");
-                    return if conn.linger_until.is_some() {
+                    return if conn.linger_until().is_some() {
                         Outcome::Drop
                     } else {
                         self.lost(slot, now)
                     };
                 }
             };
-            if conn.read_closed || conn.linger_until.is_some() {
+            if conn.read_closed || conn.linger_until().is_some() {
                 continue; // discarded
             }
             let fresh = BytesMut::from(&self.scratch[..n]);
@@ -431,13 +476,12 @@ impl Reactor {
     fn take_frames(&mut self, slot: u32, fresh: BytesMut, now: Instant) -> Outcome {
         let mut decoder = self.decoder;
         let conn = self.conn(slot);
-        let mut data = if conn.read.is_empty() {
-            fresh
+        let mut data = conn.take_read();
+        if data.is_empty() {
+            data = fresh;
         } else {
-            let mut data = std::mem::take(&mut conn.read);
             data.extend_from_slice(&fresh);
-            data
-        };
+        }
         let attachment = conn.attachment;
         let cell = conn.cell.clone();
         let mut failed = None;
@@ -456,11 +500,11 @@ impl Reactor {
         // Whatever is left is part of one frame: keep exactly that (a
         // slice of a read shared with frames the session may still hold
         // is copied into its own allocation).
-        conn.read = if data.is_empty() {
-            BytesMut::new()
+        if data.is_empty() {
+            conn.tidy();
         } else {
-            BytesMut::from(&data[..])
-        };
+            conn.busy().read = BytesMut::from(&data[..]);
+        }
         conn.read_closed |= failed.is_some();
         let attached = self.shared.with_session(&cell, |state| {
             if state.attachment != attachment {
@@ -494,7 +538,7 @@ impl Reactor {
             let conn = self.conns[slot as usize]
                 .as_mut()
                 .expect("a turn only runs on an occupied slot");
-            if !conn.write.is_empty() || conn.linger_until.is_some() {
+            if conn.has_output() || conn.linger_until().is_some() {
                 // Waiting for the socket, or for the peer to close.
                 return Outcome::Keep;
             }
@@ -532,8 +576,9 @@ impl Reactor {
                 }
             }
             if !out.is_empty() {
-                conn.write = BytesMut::from(&out[..]);
-                conn.write_since = Some(now);
+                let busy = conn.busy();
+                busy.write = BytesMut::from(&out[..]);
+                busy.write_since = Some(now);
                 conn.closing = matches!(drained, Drained::Close);
                 return self.want_write(slot, true);
             }
@@ -547,10 +592,13 @@ impl Reactor {
 
     fn writable(&mut self, slot: u32, now: Instant) -> Outcome {
         let conn = self.conn(slot);
-        while !conn.write.is_empty() {
-            match conn.stream.write(&conn.write) {
+        let Some(busy) = conn.busy.as_mut() else {
+            return Outcome::Keep;
+        };
+        while !busy.write.is_empty() {
+            match conn.stream.write(&busy.write) {
                 Ok(0) => return self.lost(slot, now),
-                Ok(n) => conn.write.advance(n),
+                Ok(n) => busy.write.advance(n),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Outcome::Keep,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
@@ -559,8 +607,9 @@ impl Reactor {
                 }
             }
         }
-        conn.write = BytesMut::new();
-        conn.write_since = None;
+        busy.write = BytesMut::new();
+        busy.write_since = None;
+        conn.tidy();
         if let Outcome::Drop = self.want_write(slot, false) {
             return Outcome::Drop;
         }
@@ -602,7 +651,7 @@ impl Reactor {
         let conn = self.conn(slot);
         let (cell, attachment) = (conn.cell.clone(), conn.attachment);
         conn.closing = false;
-        conn.linger_until = Some(now + LINGER);
+        conn.busy().linger_until = Some(now + LINGER);
         let _ = conn.stream.shutdown(Shutdown::Write);
         self.shared.with_session(&cell, |state| {
             if state.attachment == attachment {
@@ -632,15 +681,15 @@ impl Reactor {
         let Some(conn) = self.conns[slot as usize].as_mut() else {
             return;
         };
-        let session = if conn.linger_until.is_some() {
+        let session = if conn.linger_until().is_some() {
             None
         } else {
             conn.cell.lock().session.poll_timeout()
         };
         let deadline = [
             session,
-            conn.write_since.map(|since| since + write_timeout),
-            conn.linger_until,
+            conn.write_since().map(|since| since + write_timeout),
+            conn.linger_until(),
         ]
         .into_iter()
         .flatten()
@@ -674,17 +723,17 @@ impl Reactor {
     fn deadline(&mut self, slot: u32, now: Instant) -> Outcome {
         let write_timeout = self.shared.options.write_timeout;
         let conn = self.conn(slot);
-        if conn.linger_until.is_some_and(|until| until <= now) {
+        if conn.linger_until().is_some_and(|until| until <= now) {
             return Outcome::Drop;
         }
         if conn
-            .write_since
+            .write_since()
             .is_some_and(|since| since + write_timeout <= now)
         {
             debug!(session = %conn.cell.info.id, "write deadline passed");
             return self.lost(slot, now);
         }
-        if conn.linger_until.is_some() {
+        if conn.linger_until().is_some() {
             return Outcome::Keep;
         }
         let (cell, attachment) = (conn.cell.clone(), conn.attachment);
@@ -711,4 +760,27 @@ enum Drained {
     More,
     /// The session's last frame is in the batch: close after it.
     Close,
+}
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    use super::Conn;
+    use crate::registry::SessionCell;
+
+    /// The per-session memory budget of `docs/server.md`: an idle
+    /// connection's slab entry and its session's cell.
+    #[test]
+    fn idle_sessions_stay_within_the_memory_budget() {
+        assert!(
+            size_of::<Option<Conn>>() <= 80,
+            "{}",
+            size_of::<Option<Conn>>()
+        );
+        assert!(
+            size_of::<SessionCell>() <= 472,
+            "{}",
+            size_of::<SessionCell>()
+        );
+    }
 }

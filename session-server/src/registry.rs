@@ -2,7 +2,7 @@
 //! is in, and the one way to touch that state (`Shared::with_session`), which
 //! forwards the core's events to the dispatcher in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -69,7 +69,48 @@ pub(crate) struct Dispatch {
 #[derive(Debug, Default)]
 struct Sessions {
     by_id: HashMap<SessionId, Arc<SessionCell>>,
-    by_user: HashMap<Arc<str>, Vec<Arc<SessionCell>>>,
+    by_user: HashMap<Arc<str>, UserSessions>,
+}
+
+/// The sessions of one user: most users have one, which needs no list.
+#[derive(Debug)]
+enum UserSessions {
+    One(Arc<SessionCell>),
+    Many(Vec<Arc<SessionCell>>),
+}
+
+impl UserSessions {
+    fn push(&mut self, cell: Arc<SessionCell>) {
+        match self {
+            Self::One(first) => *self = Self::Many(vec![first.clone(), cell]),
+            Self::Many(list) => list.push(cell),
+        }
+    }
+
+    /// Removes `cell`; true if no session is left.
+    fn remove(&mut self, cell: &Arc<SessionCell>) -> bool {
+        match self {
+            Self::One(only) => Arc::ptr_eq(only, cell),
+            Self::Many(list) => {
+                list.retain(|c| !Arc::ptr_eq(c, cell));
+                match list.as_slice() {
+                    [] => true,
+                    [only] => {
+                        *self = Self::One(only.clone());
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    fn to_vec(&self) -> Vec<Arc<SessionCell>> {
+        match self {
+            Self::One(only) => vec![only.clone()],
+            Self::Many(list) => list.clone(),
+        }
+    }
 }
 
 /// What every task of a server shares.
@@ -82,6 +123,8 @@ pub(crate) struct Shared {
     /// Flips to true when a graceful shutdown starts.
     pub(crate) shutdown: watch::Sender<bool>,
     sessions: Mutex<Sessions>,
+    /// Device names seen, shared by every session on such a device.
+    devices: Mutex<HashSet<Arc<str>>>,
     dispatch: Vec<mpsc::UnboundedSender<Dispatch>>,
     /// The reactors that drive plain-TCP sessions (none: a task each).
     pub(crate) reactors: Vec<ReactorHandle>,
@@ -118,10 +161,27 @@ impl Shared {
             lifecycle: broadcast::channel(1024).0,
             shutdown: watch::channel(false).0,
             sessions: Mutex::new(Sessions::default()),
+            devices: Mutex::new(HashSet::new()),
             dispatch,
             reactors,
             next_attachment: AtomicU64::new(1),
         }
+    }
+
+    /// The device name as a shared string: a handful of device kinds serve
+    /// every session, so each session need not keep a copy. Clients choose
+    /// the names, so only the first few are kept.
+    pub(crate) fn device(&self, device: String) -> Arc<str> {
+        const KEPT: usize = 256;
+        let mut devices = lock(&self.devices);
+        if let Some(known) = devices.get(device.as_str()) {
+            return known.clone();
+        }
+        let device: Arc<str> = device.into();
+        if devices.len() < KEPT {
+            devices.insert(device.clone());
+        }
+        device
     }
 
     pub(crate) fn new_attachment(&self) -> u64 {
@@ -186,11 +246,14 @@ impl Shared {
     /// Files a newly opened session.
     pub(crate) fn insert(&self, cell: Arc<SessionCell>) {
         let mut sessions = lock(&self.sessions);
-        sessions
-            .by_user
-            .entry(cell.info.user_id.clone())
-            .or_default()
-            .push(cell.clone());
+        match sessions.by_user.entry(cell.info.user_id.clone()) {
+            std::collections::hash_map::Entry::Occupied(mut entry) => {
+                entry.get_mut().push(cell.clone());
+            }
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(UserSessions::One(cell.clone()));
+            }
+        }
         sessions.by_id.insert(cell.info.id, cell);
     }
 
@@ -204,8 +267,7 @@ impl Shared {
             sessions.by_id.remove(&cell.info.id);
         }
         if let Some(list) = sessions.by_user.get_mut(&cell.info.user_id) {
-            list.retain(|c| !Arc::ptr_eq(c, cell));
-            if list.is_empty() {
+            if list.remove(cell) {
                 sessions.by_user.remove(&cell.info.user_id);
             }
         }
@@ -220,7 +282,7 @@ impl Shared {
         lock(&self.sessions)
             .by_user
             .get(user)
-            .cloned()
+            .map(UserSessions::to_vec)
             .unwrap_or_default()
     }
 
