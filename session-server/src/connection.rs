@@ -459,17 +459,22 @@ pub(crate) fn connection_lost(
     attachment: u64,
     runtime: &tokio::runtime::Handle,
 ) {
-    let detached = shared.with_session(cell, |state| {
+    if detach(shared, cell, attachment) {
+        runtime.spawn(watch_detached(cell.clone(), shared.clone()));
+    }
+}
+
+/// Detaches the session of `cell` from connection `attachment`; true if it
+/// now waits detached and needs a watchdog ([`watch_detached`]).
+pub(crate) fn detach(shared: &Arc<Shared>, cell: &Arc<SessionCell>, attachment: u64) -> bool {
+    shared.with_session(cell, |state| {
         if state.attachment == attachment {
             state.attachment = 0;
             state.driver = None;
             state.session.handle_disconnect(Instant::now());
         }
         state.attachment == 0 && state.session.state() == ServerState::Detached
-    });
-    if detached {
-        runtime.spawn(watch_detached(cell.clone(), shared.clone()));
-    }
+    })
 }
 
 /// Drives a detached session's expiry until it is resumed or closes.

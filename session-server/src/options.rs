@@ -40,8 +40,8 @@ pub struct ServerOptions {
     /// Threads that drive logged-in plain-TCP sessions, each with its own
     /// poll and a slab of connections instead of a task per session (see
     /// `docs/server.md`). 0 gives every session a task, as TLS and
-    /// WebSocket sessions always get. Default: half the available cores,
-    /// at least 1.
+    /// WebSocket sessions always get. Default: one per available core
+    /// (at most 8).
     pub reactor_threads: usize,
 }
 
@@ -63,8 +63,7 @@ impl Default for ServerOptions {
             write_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(5),
             retry_after: Duration::from_secs(5),
-            reactor_threads: std::thread::available_parallelism()
-                .map_or(1, |n| (n.get() / 2).clamp(1, 8)),
+            reactor_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
         }
     }
 }

@@ -44,7 +44,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use session_core::{FrameDecoder, Framing, Transmit};
 use tracing::{debug, warn};
 
-use crate::connection::{LINGER, connection_lost};
+use crate::connection::{LINGER, detach, watch_detached};
 use crate::limits::Admitted;
 use crate::registry::{Driver, SessionCell, Shared, lock};
 
@@ -158,6 +158,7 @@ pub(crate) fn spawn(index: u32, poll: Poll, shared: Arc<Shared>) -> io::Result<(
                 out: BytesMut::new(),
                 decoder: FrameDecoder::new(0),
                 again: Vec::new(),
+                detached: Vec::new(),
             };
             reactor.decoder = FrameDecoder::new(reactor.shared.core.max_frame_len);
             reactor.run();
@@ -264,6 +265,8 @@ struct Reactor {
     decoder: FrameDecoder,
     /// Connections that had more to read when their turn ended.
     again: Vec<u32>,
+    /// Sessions that lost their connection this round and need a watchdog.
+    detached: Vec<Arc<SessionCell>>,
 }
 
 impl Reactor {
@@ -296,6 +299,7 @@ impl Reactor {
                 self.turn(slot, now, |reactor, slot, now| reactor.readable(slot, now));
             }
             self.expire(now);
+            self.spawn_watchdogs();
 
             let timeout = if self.may_sleep() {
                 self.timers
@@ -361,8 +365,8 @@ impl Reactor {
     }
 
     fn remove(&mut self, slot: u32) {
-        if let Some(mut conn) = self.conns[slot as usize].take() {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
+        // Closing the socket (dropping it) also takes it out of the poll.
+        if let Some(conn) = self.conns[slot as usize].take() {
             self.shared.limiter.release(conn.ip);
             self.free.push(slot);
         }
@@ -393,7 +397,9 @@ impl Reactor {
             warn!(%error, session = %cell.info.id, "cannot register a connection");
             self.free.push(slot);
             self.shared.limiter.release(ip);
-            connection_lost(&self.shared, &cell, attachment, &self.runtime);
+            if detach(&self.shared, &cell, attachment) {
+                self.detached.push(cell);
+            }
             return;
         }
         {
@@ -667,9 +673,31 @@ impl Reactor {
     fn lost(&mut self, slot: u32, now: Instant) -> Outcome {
         let conn = self.conn(slot);
         let (cell, attachment) = (conn.cell.clone(), conn.attachment);
+        // The socket closes first; the session's bookkeeping (detaching,
+        // handing its expiry to a watchdog) need not keep it open.
+        self.remove(slot);
         let _ = now;
-        connection_lost(&self.shared, &cell, attachment, &self.runtime);
+        if detach(&self.shared, &cell, attachment) {
+            self.detached.push(cell);
+        }
         Outcome::Drop
+    }
+
+    /// Hands this round's newly detached sessions to watchdog tasks: one
+    /// task spawned from here spawns them all from inside the runtime,
+    /// where spawning is cheap (when 10,000 clients vanish at once, one
+    /// cross-thread wake-up instead of 10,000).
+    fn spawn_watchdogs(&mut self) {
+        if self.detached.is_empty() {
+            return;
+        }
+        let cells = std::mem::take(&mut self.detached);
+        let shared = self.shared.clone();
+        self.runtime.spawn(async move {
+            for cell in cells {
+                tokio::spawn(watch_detached(cell, shared.clone()));
+            }
+        });
     }
 
     // ---- timers ----

@@ -111,7 +111,7 @@ pub(crate) struct Settings {
     #[arg(long, value_name = "MS")]
     pub(crate) shutdown_timeout_ms: Option<u64>,
     /// Reactor threads driving plain-TCP sessions; 0 gives each session a
-    /// task instead [default: half the cores, at least 1].
+    /// task instead [default: one per core, at most 8].
     #[arg(long, value_name = "N")]
     pub(crate) reactor_threads: Option<usize>,
 
