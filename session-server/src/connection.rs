@@ -309,7 +309,14 @@ impl Attached {
     /// Whether a reactor takes this connection: plain TCP, on a server with
     /// reactors.
     pub(crate) fn wants_reactor(&self) -> bool {
-        !self.shared.reactors.is_empty() && self.conn.kind() == TransportKind::Tcp
+        !self.shared.reactors.is_empty()
+            && match self.conn.kind() {
+                TransportKind::Tcp => true,
+                // Unless a client sent more than its login (or a ping)
+                // before the answer: then tungstenite holds bytes.
+                TransportKind::Ws => self.conn.ws_ready_to_hand_on(),
+                _ => false,
+            }
     }
 
     /// Hands the connection to one of the server's reactors (see
@@ -323,7 +330,13 @@ impl Attached {
             shared,
             slot,
         } = self;
-        let Some((stream, buffered)) = conn.into_tcp() else {
+        let ws = conn.kind() == TransportKind::Ws;
+        let parts = if ws {
+            conn.into_ws_tcp().map(|stream| (stream, BytesMut::new()))
+        } else {
+            conn.into_tcp()
+        };
+        let Some((stream, buffered)) = parts else {
             debug!(%remote, "unflushed output after login");
             connection_lost(
                 &shared,
@@ -353,6 +366,7 @@ impl Attached {
             cell,
             attachment,
             slot,
+            ws,
         });
     }
 }

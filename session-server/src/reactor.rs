@@ -42,6 +42,7 @@ use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use session_core::{FrameDecoder, Framing, Transmit};
+use session_transport::ws_frames::{self, WsIncoming};
 use tracing::{debug, warn};
 
 use crate::connection::{LINGER, detach, watch_detached};
@@ -66,6 +67,8 @@ pub(crate) struct Adopt {
     pub(crate) cell: Arc<SessionCell>,
     pub(crate) attachment: u64,
     pub(crate) slot: Admitted,
+    /// WebSocket framing (the upgrade done) instead of varint-delimited.
+    pub(crate) ws: bool,
 }
 
 /// What other threads hold of a reactor: its inbox and its waker.
@@ -156,6 +159,7 @@ pub(crate) fn spawn(index: u32, poll: Poll, shared: Arc<Shared>) -> io::Result<(
                 timers: BinaryHeap::new(),
                 scratch: vec![0; READ_CHUNK],
                 out: BytesMut::new(),
+                frame: BytesMut::new(),
                 decoder: FrameDecoder::new(0),
                 again: Vec::new(),
                 detached: Vec::new(),
@@ -178,6 +182,8 @@ struct Conn {
     read_closed: bool,
     /// WRITABLE interest is registered.
     want_write: bool,
+    /// WebSocket framing instead of varint-delimited.
+    ws: bool,
     cell: Arc<SessionCell>,
     attachment: u64,
     /// The earliest deadline this connection has in the timer heap.
@@ -192,6 +198,8 @@ struct Conn {
 struct Busy {
     /// A partial incoming frame.
     read: BytesMut,
+    /// The fragments of a WebSocket message in progress.
+    ws_message: Option<BytesMut>,
     /// Output the socket has not taken yet.
     write: BytesMut,
     /// When `write` became non-empty: the write deadline counts from here.
@@ -210,6 +218,7 @@ impl Conn {
     fn tidy(&mut self) {
         if self.busy.as_ref().is_some_and(|busy| {
             busy.read.is_empty()
+                && busy.ws_message.is_none()
                 && busy.write.is_empty()
                 && busy.write_since.is_none()
                 && busy.linger_until.is_none()
@@ -262,6 +271,8 @@ struct Reactor {
     scratch: Vec<u8>,
     /// Where output is encoded.
     out: BytesMut,
+    /// Where one WebSocket frame's payload is encoded.
+    frame: BytesMut,
     decoder: FrameDecoder,
     /// Connections that had more to read when their turn ended.
     again: Vec<u32>,
@@ -379,6 +390,7 @@ impl Reactor {
             cell,
             attachment,
             slot: admitted,
+            ws,
         } = new;
         let ip = admitted.into_ip();
         let mut stream = TcpStream::from_std(stream);
@@ -419,6 +431,7 @@ impl Reactor {
             closing: false,
             read_closed: false,
             want_write: false,
+            ws,
             cell,
             attachment,
             armed: None,
@@ -492,14 +505,47 @@ impl Reactor {
         let cell = conn.cell.clone();
         let mut failed = None;
         let mut frames = Vec::new();
-        loop {
-            match decoder.decode(&mut data) {
-                Ok(Some(frame)) => frames.push(frame),
-                Ok(None) => break,
-                Err(error) => {
-                    failed = Some(error);
-                    data.clear();
-                    break;
+        // WebSocket control traffic: pongs owed, and whether the peer
+        // started the closing handshake.
+        let mut control = BytesMut::new();
+        let mut peer_closed = false;
+        if conn.ws {
+            let max = decoder.max_frame_len();
+            let mut partial = conn.busy.as_mut().and_then(|busy| busy.ws_message.take());
+            loop {
+                match ws_frames::decode_client_frame(&mut data, &mut partial, max) {
+                    Ok(Some(WsIncoming::Message(frame))) => frames.push(frame),
+                    Ok(Some(WsIncoming::Ping(payload))) => {
+                        ws_frames::encode_pong(&payload, &mut control);
+                    }
+                    Ok(Some(WsIncoming::Pong)) => {}
+                    Ok(Some(WsIncoming::Close)) => {
+                        ws_frames::encode_close(&mut control);
+                        peer_closed = true;
+                        data.clear();
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        failed = Some(error);
+                        data.clear();
+                        break;
+                    }
+                }
+            }
+            if partial.is_some() {
+                conn.busy().ws_message = partial;
+            }
+        } else {
+            loop {
+                match decoder.decode(&mut data) {
+                    Ok(Some(frame)) => frames.push(frame),
+                    Ok(None) => break,
+                    Err(error) => {
+                        failed = Some(error);
+                        data.clear();
+                        break;
+                    }
                 }
             }
         }
@@ -511,7 +557,7 @@ impl Reactor {
         } else {
             conn.busy().read = BytesMut::from(&data[..]);
         }
-        conn.read_closed |= failed.is_some();
+        conn.read_closed |= failed.is_some() || peer_closed;
         let attached = self.shared.with_session(&cell, |state| {
             if state.attachment != attachment {
                 return false;
@@ -532,6 +578,27 @@ impl Reactor {
         });
         if !attached {
             return Outcome::Drop;
+        }
+        if peer_closed {
+            // Answer the closing handshake (best effort), then the
+            // connection is gone, as when the stream ends.
+            let conn = self.conn(slot);
+            if !conn.has_output() {
+                let _ = conn.stream.write(&control);
+            }
+            return self.lost(slot, now);
+        }
+        if !control.is_empty() {
+            // Pongs go out ahead of the session's next frames.
+            let conn = self.conn(slot);
+            if conn.has_output() {
+                conn.busy().write.extend_from_slice(&control);
+            } else {
+                let busy = conn.busy();
+                busy.write = control;
+                busy.write_since = Some(now);
+                return self.writable(slot, now);
+            }
         }
         self.drive(slot, now)
     }
@@ -563,7 +630,20 @@ impl Reactor {
                     if out.len() >= WRITE_BATCH {
                         break Drained::More;
                     }
-                    match state.session.poll_transmit(out, Framing::Delimited) {
+                    let transmit = if conn.ws {
+                        let frame = &mut self.frame;
+                        frame.clear();
+                        let transmit = state.session.poll_transmit(frame, Framing::Bare);
+                        match transmit {
+                            Some(Transmit::Frame) => ws_frames::encode_binary(frame, out),
+                            Some(Transmit::CloseConnection) => ws_frames::encode_close(out),
+                            None => {}
+                        }
+                        transmit
+                    } else {
+                        state.session.poll_transmit(out, Framing::Delimited)
+                    };
+                    match transmit {
                         Some(Transmit::Frame) => {}
                         Some(Transmit::CloseConnection) => break Drained::Close,
                         None => break Drained::All,
@@ -605,7 +685,9 @@ impl Reactor {
             match conn.stream.write(&busy.write) {
                 Ok(0) => return self.lost(slot, now),
                 Ok(n) => busy.write.advance(n),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Outcome::Keep,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    return self.want_write(slot, true);
+                }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
                     debug!(session = %conn.cell.info.id, %error, "write failed");

@@ -1,12 +1,12 @@
-//! Plain-TCP sessions behave the same whichever drives them: a task each
-//! (`reactor_threads: 0`), one reactor, or several, with sessions spread
-//! across reactors and moved between them by a resume.
+//! TCP and WebSocket sessions behave the same whichever drives them: a
+//! task each (`reactor_threads: 0`), one reactor, or several, with sessions
+//! spread across reactors and moved between them by a resume.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Recorder, Seen, TestClient, fast_options, start, url};
+use common::{KINDS, Recorder, Seen, TestClient, fast_options, start, url};
 use session_core::{ClientEvent, ClientState, CloseCode, ServerState};
 use session_server::{LifecycleKind, ServerOptions};
 
@@ -23,19 +23,20 @@ fn options(reactor_threads: usize) -> ServerOptions {
 
 #[tokio::test]
 async fn sessions_work_alike_with_tasks_one_reactor_and_several() {
-    for reactors in [0, 1, 3] {
+    for (threads, kind) in [0, 1, 3]
+        .into_iter()
+        .flat_map(|n| KINDS.map(|kind| (n, kind)))
+    {
+        // What a failed assertion names.
+        let reactors = format!("{threads} reactors, {kind}");
         let recorder = Recorder::default();
-        let server = start(options(reactors), recorder.clone()).await;
-        let url = url(&server, "tcp");
+        let server = start(options(threads), recorder.clone()).await;
+        let url = url(&server, kind);
         let mut clients = Vec::new();
         for user in USERS {
             clients.push(TestClient::online(&url, user, "web").await);
         }
-        assert_eq!(
-            server.handle().session_count(),
-            USERS.len(),
-            "{reactors} reactors"
-        );
+        assert_eq!(server.handle().session_count(), USERS.len(), "{reactors}");
 
         // Requests are answered, and relays cross between sessions (and so
         // between reactors).
@@ -45,7 +46,7 @@ async fn sessions_work_alike_with_tasks_one_reactor_and_several() {
             assert_eq!(
                 client.request(&body).await.unwrap(),
                 "delivered to 1 sessions".as_bytes(),
-                "{reactors} reactors"
+                "{reactors}"
             );
         }
         for (i, client) in clients.iter_mut().enumerate() {
@@ -76,7 +77,7 @@ async fn sessions_work_alike_with_tasks_one_reactor_and_several() {
         assert_eq!(
             clients[2].messages(),
             ["load-1: hello from load-1", "while away"],
-            "{reactors} reactors"
+            "{reactors}"
         );
         // The resumed session still answers.
         assert_eq!(
@@ -95,7 +96,7 @@ async fn sessions_work_alike_with_tasks_one_reactor_and_several() {
         // Shutdown closes every session and every connection.
         let mut lifecycle = server.handle().subscribe();
         let report = server.shutdown().await;
-        assert_eq!(report.connections_left, 0, "{reactors} reactors");
+        assert_eq!(report.connections_left, 0, "{reactors}");
         assert_eq!(report.sessions_closed, USERS.len() - 1);
         for client in clients
             .iter_mut()
@@ -105,5 +106,165 @@ async fn sessions_work_alike_with_tasks_one_reactor_and_several() {
         }
         let closed = lifecycle.recv().await.unwrap();
         assert!(matches!(closed.kind, LifecycleKind::Closed { .. }));
+    }
+}
+
+/// A WebSocket client over a raw socket, to send what tungstenite would not
+/// (pings, and frames before the login's answer).
+mod raw_ws {
+    use std::time::Instant;
+
+    use bytes::{Bytes, BytesMut};
+    use session_core::{ClientSession, Framing, Transmit};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub(crate) async fn upgrade(addr: std::net::SocketAddr) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET /session HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: session.v1\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        while !response.ends_with(b"\r\n\r\n") {
+            response.push(stream.read_u8().await.unwrap());
+        }
+        assert!(
+            response.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&response)
+        );
+        stream
+    }
+
+    /// A masked client frame.
+    pub(crate) fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        assert!(payload.len() < 126);
+        let key = [1, 2, 3, 4];
+        let mut out = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
+        out
+    }
+
+    /// What `session` has queued, as masked binary frames.
+    pub(crate) fn frames_of(session: &mut ClientSession) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = BytesMut::new();
+        while let Some(Transmit::Frame) = session.poll_transmit(&mut buf, Framing::Bare) {
+            out.extend(frame(0x2, &buf.split()));
+        }
+        out
+    }
+
+    /// The next server frame: its opcode and payload (servers do not mask).
+    pub(crate) async fn next(stream: &mut TcpStream) -> (u8, Bytes) {
+        let first = stream.read_u8().await.unwrap();
+        let len = match stream.read_u8().await.unwrap() {
+            126 => usize::from(stream.read_u16().await.unwrap()),
+            127 => stream.read_u64().await.unwrap() as usize,
+            short => usize::from(short),
+        };
+        let mut payload = vec![0; len];
+        stream.read_exact(&mut payload).await.unwrap();
+        (first & 0x0f, payload.into())
+    }
+
+    /// Reads server frames into `session` until `done` holds.
+    pub(crate) async fn until(
+        stream: &mut TcpStream,
+        session: &mut ClientSession,
+        done: impl Fn(&ClientSession) -> bool,
+    ) {
+        while !done(session) {
+            let (opcode, payload) = next(stream).await;
+            assert_eq!(opcode, 0x2, "a binary frame");
+            session.handle_frame(Instant::now(), payload).unwrap();
+        }
+    }
+}
+
+fn credentials(user: &str) -> session_core::Credentials {
+    session_core::Credentials {
+        user_id: user.into(),
+        credential: bytes::Bytes::from_static(b"load"),
+        device: "raw".into(),
+        properties: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn websocket_pings_are_answered_and_frames_behind_the_login_are_kept() {
+    use std::time::Instant;
+
+    use session_core::{ClientConfig, ClientSession};
+    use tokio::io::AsyncWriteExt;
+
+    for threads in [0, 2] {
+        let server = start(options(threads), Recorder::default()).await;
+        let addr = server.local_addr("ws").unwrap();
+
+        // A ping after login gets its pong, between the session's frames.
+        let mut stream = raw_ws::upgrade(addr).await;
+        let mut session = ClientSession::new(ClientConfig::default());
+        session.handle_connected(Instant::now());
+        session
+            .login(Instant::now(), credentials("load-1"))
+            .unwrap();
+        stream
+            .write_all(&raw_ws::frames_of(&mut session))
+            .await
+            .unwrap();
+        raw_ws::until(&mut stream, &mut session, |s| {
+            s.state() == ClientState::Online
+        })
+        .await;
+        stream
+            .write_all(&raw_ws::frame(0x9, b"are you there"))
+            .await
+            .unwrap();
+        let (opcode, payload) = raw_ws::next(&mut stream).await;
+        assert_eq!(
+            (opcode, &payload[..]),
+            (0xa, &b"are you there"[..]),
+            "{threads} reactors"
+        );
+        let id = session.request(Instant::now(), "echo me".into()).unwrap();
+        stream
+            .write_all(&raw_ws::frames_of(&mut session))
+            .await
+            .unwrap();
+        raw_ws::until(&mut stream, &mut session, |s| s.pending_requests() == 0).await;
+        let answered = std::iter::from_fn(|| session.poll_event()).any(|event| {
+            matches!(event, ClientEvent::Response { id: got, result: Ok(body) } if got == id && body == "echo me")
+        });
+        assert!(answered, "{threads} reactors");
+
+        // A ping right behind the login, before its answer, is answered
+        // too (tungstenite then holds bytes the login phase read, so the
+        // connection stays with a task).
+        let mut stream = raw_ws::upgrade(addr).await;
+        let mut session = ClientSession::new(ClientConfig::default());
+        session.handle_connected(Instant::now());
+        session
+            .login(Instant::now(), credentials("load-2"))
+            .unwrap();
+        let mut wire = raw_ws::frames_of(&mut session);
+        wire.extend(raw_ws::frame(0x9, b"early ping"));
+        stream.write_all(&wire).await.unwrap();
+        let mut ponged = false;
+        while !ponged || session.state() != ClientState::Online {
+            match raw_ws::next(&mut stream).await {
+                (0xa, payload) => {
+                    assert_eq!(&payload[..], b"early ping");
+                    ponged = true;
+                }
+                (0x2, frame) => session.handle_frame(Instant::now(), frame).unwrap(),
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+        assert_eq!(server.handle().session_count(), 2);
     }
 }

@@ -121,13 +121,13 @@ pub enum TransportError {
 }
 
 /// What `protocol_error` reports for a text WebSocket message.
-const TEXT_MESSAGE: ProtocolError = ProtocolError::UnexpectedFrame {
+pub(crate) const TEXT_MESSAGE: ProtocolError = ProtocolError::UnexpectedFrame {
     frame: "text message",
     state: "expecting binary messages",
 };
 
 /// What `protocol_error` reports for a broken WebSocket frame.
-const MALFORMED_WEBSOCKET: ProtocolError = ProtocolError::UnexpectedFrame {
+pub(crate) const MALFORMED_WEBSOCKET: ProtocolError = ProtocolError::UnexpectedFrame {
     frame: "malformed WebSocket",
     state: "reading messages",
 };

@@ -102,6 +102,7 @@ pub mod tls;
 mod transport;
 mod url;
 mod ws;
+pub mod ws_frames;
 
 pub use codec::FrameCodec;
 pub use connect::{ConnectOptions, connect, connect_to};

@@ -207,6 +207,26 @@ impl Transport {
         }
     }
 
+    /// For a WebSocket transport over plain TCP whose every message read so
+    /// far has been taken, with no control frame among them and nothing
+    /// left to write: the socket, so that a driver of its own can carry on
+    /// with the framing of [`ws_frames`](crate::ws_frames) (the upgrade is
+    /// done). `None` (and the connection dropped) otherwise: check
+    /// [`ws_ready_to_hand_on`](Self::ws_ready_to_hand_on) first.
+    pub fn into_ws_tcp(self) -> Option<TcpStream> {
+        match self.inner {
+            Inner::Ws(ws) if ws.get_ref().all_taken() && !self.write_closed => {
+                Some((*ws).into_inner().into_inner())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether [`into_ws_tcp`](Self::into_ws_tcp) would give the socket.
+    pub fn ws_ready_to_hand_on(&self) -> bool {
+        matches!(&self.inner, Inner::Ws(ws) if ws.get_ref().all_taken()) && !self.write_closed
+    }
+
     /// Closes the transport (as [`SinkExt::close`]: flush, WebSocket close
     /// frame, shutdown of the write side), then reads and discards what the
     /// peer still sends until it closes too or `linger` has passed.

@@ -203,6 +203,7 @@ where
             Message::Binary(frame) => {
                 // WsGuard has already checked the header; this is a backstop.
                 let max = ws.get_ref().max_message_len();
+                ws.get_mut().messages_taken += 1;
                 if frame.len() > max {
                     return Poll::Ready(Some(Err(TransportError::FrameTooLarge {
                         len: frame.len() as u64,
@@ -356,6 +357,12 @@ pub(crate) struct WsGuard<S> {
     message_len: u64,
     /// Sticky: once a limit is broken, every read fails.
     failed: Option<GuardViolation>,
+    /// Data messages whose last frame header has gone by.
+    messages_seen: u64,
+    /// Binary messages the transport has taken from tungstenite.
+    messages_taken: u64,
+    /// Whether a control frame has gone by (tungstenite may owe a pong).
+    control_seen: bool,
 }
 
 impl<S> WsGuard<S> {
@@ -382,6 +389,9 @@ impl<S> WsGuard<S> {
             scan,
             message_len: 0,
             failed: None,
+            messages_seen: 0,
+            messages_taken: 0,
+            control_seen: false,
         }
     }
 
@@ -406,6 +416,23 @@ impl<S> WsGuard<S> {
     /// The stream underneath, bypassing the guard.
     pub(crate) fn get_mut(&mut self) -> &mut S {
         &mut self.inner
+    }
+
+    /// The stream underneath.
+    pub(crate) fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// Whether every byte read so far belongs to frames whose messages the
+    /// transport has taken, with no control frame among them: then nothing
+    /// is left in tungstenite's buffer and no pong is owed, and another
+    /// driver can take the stream from here.
+    pub(crate) fn all_taken(&self) -> bool {
+        matches!(self.scan, Scan::Header { have: 0, .. })
+            && self.message_len == 0
+            && self.failed.is_none()
+            && !self.control_seen
+            && self.messages_seen == self.messages_taken
     }
 
     /// Scans bytes just read. On a violation, returns how many of them may
@@ -485,6 +512,7 @@ impl<S> WsGuard<S> {
             short => u64::from(short),
         };
         if opcode >= 8 {
+            self.control_seen = true;
             // Control frames may come between the fragments of a message.
             if len > 125 {
                 return Err(GuardViolation::ControlTooLarge(len));
@@ -504,6 +532,7 @@ impl<S> WsGuard<S> {
         }
         if fin {
             self.message_len = 0;
+            self.messages_seen += 1;
         }
         Ok(len)
     }

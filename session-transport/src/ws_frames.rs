@@ -1,0 +1,334 @@
+//! Server-side WebSocket framing without I/O, for drivers that read and
+//! write the socket themselves once the upgrade is done (a server's
+//! reactor, after [`Transport::into_ws_tcp`](crate::Transport::into_ws_tcp)).
+//!
+//! It accepts what RFC 6455 lets a client send: masked frames, binary
+//! messages (fragmented or not), and pings, pongs and closes between
+//! fragments. Anything else fails with the same [`ProtocolError`] the
+//! tungstenite-based transport reports for it: a text message, a message
+//! over the limit (checked on each header, before its payload is waited
+//! for or reserved), and every other violation (an unmasked frame,
+//! reserved bits or opcodes, a control frame that is long or fragmented, a
+//! continuation out of place, a 64-bit length with its top bit set).
+
+use bytes::{Buf, Bytes, BytesMut};
+use session_core::ProtocolError;
+
+use crate::error::{MALFORMED_WEBSOCKET, TEXT_MESSAGE};
+
+/// One thing a client sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsIncoming {
+    /// A whole binary message (reassembled if fragmented).
+    Message(Bytes),
+    /// A ping, to be answered with [`encode_pong`] and this payload.
+    Ping(Bytes),
+    /// A pong (nothing to do).
+    Pong,
+    /// A close frame: answer with [`encode_close`] and stop reading.
+    Close,
+}
+
+/// Takes one frame off the front of `buf`. `partial` holds the fragments
+/// of a message in progress between calls (`None` between messages);
+/// `max_message_len` bounds a whole message. `Ok(None)` means more bytes
+/// are needed: at most the rest of the current frame has been reserved.
+pub fn decode_client_frame(
+    buf: &mut BytesMut,
+    partial: &mut Option<BytesMut>,
+    max_message_len: usize,
+) -> Result<Option<WsIncoming>, ProtocolError> {
+    loop {
+        match decode_one(buf, partial, max_message_len)? {
+            Step::NeedMore => return Ok(None),
+            Step::Fragment => {}
+            Step::Incoming(incoming) => return Ok(Some(incoming)),
+        }
+    }
+}
+
+/// What one frame came to.
+enum Step {
+    NeedMore,
+    /// A fragment, kept in `partial`.
+    Fragment,
+    Incoming(WsIncoming),
+}
+
+fn decode_one(
+    buf: &mut BytesMut,
+    partial: &mut Option<BytesMut>,
+    max_message_len: usize,
+) -> Result<Step, ProtocolError> {
+    if buf.len() < 2 {
+        return Ok(Step::NeedMore);
+    }
+    let (first, second) = (buf[0], buf[1]);
+    let fin = first & 0x80 != 0;
+    let opcode = first & 0x0f;
+    if first & 0x70 != 0 || second & 0x80 == 0 {
+        // Reserved bits (no extension is negotiated), or an unmasked frame.
+        return Err(MALFORMED_WEBSOCKET);
+    }
+    let (extended, len) = match second & 0x7f {
+        126 => {
+            let Some(bytes) = buf.get(2..4) else {
+                return Ok(Step::NeedMore);
+            };
+            (2, u64::from(u16::from_be_bytes([bytes[0], bytes[1]])))
+        }
+        127 => {
+            let Some(bytes) = buf.get(2..10) else {
+                return Ok(Step::NeedMore);
+            };
+            let mut array = [0; 8];
+            array.copy_from_slice(bytes);
+            let len = u64::from_be_bytes(array);
+            if len >> 63 != 0 {
+                return Err(MALFORMED_WEBSOCKET);
+            }
+            (8, len)
+        }
+        short => (0, u64::from(short)),
+    };
+    match opcode {
+        // Control frames: short and never fragmented.
+        8..=10 if !fin || len > 125 => return Err(MALFORMED_WEBSOCKET),
+        8..=10 => {}
+        1 => return Err(TEXT_MESSAGE),
+        2 if partial.is_some() => return Err(MALFORMED_WEBSOCKET),
+        0 if partial.is_none() => return Err(MALFORMED_WEBSOCKET),
+        0 | 2 => {
+            let so_far = partial.as_ref().map_or(0, |message| message.len() as u64);
+            let total = so_far.saturating_add(len);
+            if total > max_message_len as u64 {
+                return Err(ProtocolError::FrameTooLarge {
+                    len: total,
+                    max: max_message_len,
+                });
+            }
+        }
+        _ => return Err(MALFORMED_WEBSOCKET),
+    }
+    let header = 2 + extended + 4;
+    // Within the limit (or at most 125), so this fits in usize.
+    let needed = header + len as usize;
+    if buf.len() < needed {
+        buf.reserve(needed - buf.len());
+        return Ok(Step::NeedMore);
+    }
+    let mask = [
+        buf[header - 4],
+        buf[header - 3],
+        buf[header - 2],
+        buf[header - 1],
+    ];
+    let mut payload = buf.split_to(needed);
+    payload.advance(header);
+    for (i, byte) in payload.iter_mut().enumerate() {
+        *byte ^= mask[i & 3];
+    }
+    Ok(Step::Incoming(match opcode {
+        8 => WsIncoming::Close,
+        9 => WsIncoming::Ping(payload.freeze()),
+        10 => WsIncoming::Pong,
+        _ => match (partial.take(), fin) {
+            (None, true) => WsIncoming::Message(payload.freeze()),
+            (None, false) => {
+                *partial = Some(payload);
+                return Ok(Step::Fragment);
+            }
+            (Some(mut message), fin) => {
+                message.extend_from_slice(&payload);
+                if !fin {
+                    *partial = Some(message);
+                    return Ok(Step::Fragment);
+                }
+                WsIncoming::Message(message.freeze())
+            }
+        },
+    }))
+}
+
+fn header(opcode: u8, len: usize, out: &mut BytesMut) {
+    out.reserve(10 + len);
+    out.extend_from_slice(&[0x80 | opcode]);
+    match len {
+        0..=125 => out.extend_from_slice(&[len as u8]),
+        126..=0xffff => {
+            out.extend_from_slice(&[126]);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.extend_from_slice(&[127]);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+}
+
+/// Appends `payload` as one unmasked binary message (a server's frame).
+pub fn encode_binary(payload: &[u8], out: &mut BytesMut) {
+    header(0x2, payload.len(), out);
+    out.extend_from_slice(payload);
+}
+
+/// Appends the answer to a ping.
+pub fn encode_pong(payload: &[u8], out: &mut BytesMut) {
+    header(0xa, payload.len(), out);
+    out.extend_from_slice(payload);
+}
+
+/// Appends a close frame with status 1000 (normal closure).
+pub fn encode_close(out: &mut BytesMut) {
+    header(0x8, 2, out);
+    out.extend_from_slice(&1000u16.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client frame: masked with a fixed key.
+    fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        let mut out = vec![(u8::from(fin) << 7) | opcode];
+        match payload.len() {
+            0..=125 => out.push(0x80 | payload.len() as u8),
+            126..=0xffff => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            }
+            _ => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
+        out
+    }
+
+    fn decode_all(wire: &[u8], max: usize) -> Result<Vec<WsIncoming>, ProtocolError> {
+        let mut buf = BytesMut::new();
+        let mut partial = None;
+        let mut got = Vec::new();
+        // One byte at a time: every split must work.
+        for byte in wire {
+            buf.extend_from_slice(&[*byte]);
+            while let Some(incoming) = decode_client_frame(&mut buf, &mut partial, max)? {
+                got.push(incoming);
+            }
+        }
+        assert!(buf.is_empty(), "every byte taken");
+        Ok(got)
+    }
+
+    #[test]
+    fn decodes_messages_fragments_and_control_frames_in_any_split() {
+        let big = vec![7u8; 70_000];
+        let mut wire = client_frame(true, 2, b"one");
+        wire.extend(client_frame(false, 2, b"fr"));
+        wire.extend(client_frame(true, 9, b"ping!"));
+        wire.extend(client_frame(false, 0, b"agm"));
+        wire.extend(client_frame(true, 0, b"ents"));
+        wire.extend(client_frame(true, 2, &big));
+        wire.extend(client_frame(true, 2, b""));
+        wire.extend(client_frame(true, 10, b""));
+        wire.extend(client_frame(true, 8, &1000u16.to_be_bytes()));
+        assert_eq!(
+            decode_all(&wire, 100_000).unwrap(),
+            [
+                WsIncoming::Message(Bytes::from_static(b"one")),
+                WsIncoming::Ping(Bytes::from_static(b"ping!")),
+                WsIncoming::Message(Bytes::from_static(b"fragments")),
+                WsIncoming::Message(Bytes::from(big)),
+                WsIncoming::Message(Bytes::new()),
+                WsIncoming::Pong,
+                WsIncoming::Close,
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_what_a_client_may_not_send() {
+        let unmasked = {
+            let mut frame = client_frame(true, 2, b"x");
+            frame[1] &= 0x7f;
+            frame
+        };
+        let reserved_bit = {
+            let mut frame = client_frame(true, 2, b"x");
+            frame[0] |= 0x40;
+            frame
+        };
+        let cases: [(&str, Vec<u8>, ProtocolError); 7] = [
+            ("text", client_frame(true, 1, b"hi"), TEXT_MESSAGE),
+            ("unmasked", unmasked, MALFORMED_WEBSOCKET),
+            ("reserved bit", reserved_bit, MALFORMED_WEBSOCKET),
+            (
+                "reserved opcode",
+                client_frame(true, 3, b"x"),
+                MALFORMED_WEBSOCKET,
+            ),
+            (
+                "long ping",
+                client_frame(true, 9, &[0; 126]),
+                MALFORMED_WEBSOCKET,
+            ),
+            (
+                "fragmented ping",
+                client_frame(false, 9, b"x"),
+                MALFORMED_WEBSOCKET,
+            ),
+            (
+                "stray continuation",
+                client_frame(true, 0, b"x"),
+                MALFORMED_WEBSOCKET,
+            ),
+        ];
+        for (what, wire, error) in cases {
+            assert_eq!(decode_all(&wire, 1024).unwrap_err(), error, "{what}");
+        }
+        // A new message before the last one ended.
+        let mut wire = client_frame(false, 2, b"a");
+        wire.extend(client_frame(true, 2, b"b"));
+        assert_eq!(decode_all(&wire, 1024).unwrap_err(), MALFORMED_WEBSOCKET);
+    }
+
+    #[test]
+    fn a_message_over_the_limit_fails_at_its_header_before_any_reservation() {
+        // A header declaring 2^40 bytes and nothing more.
+        let mut buf = BytesMut::from(&[0x82, 0x80 | 127, 0, 0, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4][..]);
+        let mut partial = None;
+        assert_eq!(
+            decode_client_frame(&mut buf, &mut partial, 4096).unwrap_err(),
+            ProtocolError::FrameTooLarge {
+                len: 1 << 40,
+                max: 4096
+            }
+        );
+        assert!(buf.capacity() < 4096, "nothing reserved for it");
+        // Fragments count together.
+        let mut wire = client_frame(false, 2, &[1; 600]);
+        wire.extend(client_frame(true, 0, &[2; 600]));
+        assert_eq!(
+            decode_all(&wire, 1000).unwrap_err(),
+            ProtocolError::FrameTooLarge {
+                len: 1200,
+                max: 1000
+            }
+        );
+    }
+
+    #[test]
+    fn encodes_server_frames_unmasked() {
+        let mut out = BytesMut::new();
+        encode_binary(b"abc", &mut out);
+        encode_binary(&[0; 300], &mut out);
+        encode_pong(b"p", &mut out);
+        encode_close(&mut out);
+        assert_eq!(&out[..5], &[0x82, 3, b'a', b'b', b'c']);
+        assert_eq!(&out[5..9], &[0x82, 126, 1, 44]);
+        assert_eq!(&out[309..], &[0x8a, 1, b'p', 0x88, 2, 0x03, 0xe8]);
+    }
+}
