@@ -37,10 +37,10 @@ pub struct ServerOptions {
     pub shutdown_timeout: Duration,
     /// Hint sent with `SERVER_SHUTDOWN` and limit rejections.
     pub retry_after: Duration,
-    /// Threads that drive logged-in plain-TCP sessions, each with its own
+    /// Threads that drive logged-in TCP and WebSocket sessions, each with its own
     /// poll and a slab of connections instead of a task per session (see
     /// `docs/server.md`). 0 gives every session a task, as TLS and
-    /// WebSocket sessions always get. Default: one per available core
+    /// WSS sessions always get. Default: one per available core
     /// (at most 8).
     pub reactor_threads: usize,
 }

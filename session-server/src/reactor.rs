@@ -1,5 +1,5 @@
-//! Reactors: the attached phase of plain-TCP sessions without a task per
-//! session.
+//! Reactors: the attached phase of TCP and WebSocket sessions without a
+//! task per session.
 //!
 //! A reactor is one thread with a `mio::Poll` and a slab of connections. A
 //! connection's entry holds its socket, its cell, the bytes of a partial
@@ -12,8 +12,12 @@
 //!   their size, the frames are sliced out of it and handed to the session
 //!   under one lock, and only a trailing partial frame stays with the
 //!   connection.
+//! - **Framing:** varint-delimited for TCP; for WebSocket (after the
+//!   upgrade, done by tungstenite on the login task), the frames of
+//!   `session_transport::ws_frames`, with pings answered and a close frame
+//!   after the session's last frame.
 //! - **Writing:** the session's pending frames are encoded straight into the
-//!   reactor's scratch buffer (varint-delimited) and written with one
+//!   reactor's scratch buffer and written with one
 //!   `write` per batch; only what the socket did not take is copied into
 //!   the connection's own buffer, and the session is not drained again
 //!   until that is gone, so a slow reader's backlog stays in the core,
@@ -28,7 +32,7 @@
 //!   lazily: a deadline that moved later (every heartbeat moves it) is not
 //!   pushed again; the earlier entry fires, finds nothing due and re-arms.
 //!
-//! Everything else (TLS, WebSocket, the login phase, detached sessions)
+//! Everything else (TLS and WSS, the login phase, detached sessions)
 //! stays on tokio tasks.
 
 use std::cmp::Reverse;

@@ -126,7 +126,7 @@ pub(crate) struct Shared {
     /// Device names seen, shared by every session on such a device.
     devices: Mutex<HashSet<Arc<str>>>,
     dispatch: Vec<mpsc::UnboundedSender<Dispatch>>,
-    /// The reactors that drive plain-TCP sessions (none: a task each).
+    /// The reactors that drive TCP and WebSocket sessions (none: a task each).
     pub(crate) reactors: Vec<ReactorHandle>,
     next_attachment: AtomicU64,
 }

@@ -110,7 +110,7 @@ pub(crate) struct Settings {
     /// Time a graceful shutdown may take, ms [default: 5000].
     #[arg(long, value_name = "MS")]
     pub(crate) shutdown_timeout_ms: Option<u64>,
-    /// Reactor threads driving plain-TCP sessions; 0 gives each session a
+    /// Reactor threads driving TCP and WebSocket sessions; 0 gives each session a
     /// task instead [default: one per core, at most 8].
     #[arg(long, value_name = "N")]
     pub(crate) reactor_threads: Option<usize>,
