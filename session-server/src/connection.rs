@@ -336,26 +336,18 @@ impl Attached {
         } else {
             conn.into_tcp()
         };
-        let Some((stream, buffered)) = parts else {
-            debug!(%remote, "unflushed output after login");
-            connection_lost(
-                &shared,
-                &cell,
-                attachment,
-                &tokio::runtime::Handle::current(),
-            );
-            return;
-        };
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
-            Err(error) => {
-                debug!(%remote, %error, "cannot take the socket from tokio");
-                connection_lost(
-                    &shared,
-                    &cell,
-                    attachment,
-                    &tokio::runtime::Handle::current(),
-                );
+        let taken = parts
+            .ok_or_else(|| "output left unflushed after login".to_owned())
+            .and_then(|(stream, buffered)| match stream.into_std() {
+                Ok(stream) => Ok((stream, buffered)),
+                Err(error) => Err(format!("cannot take the socket from tokio: {error}")),
+            });
+        let (stream, buffered) = match taken {
+            Ok(taken) => taken,
+            Err(why) => {
+                debug!(%remote, %why, "cannot hand the connection to a reactor");
+                let runtime = tokio::runtime::Handle::current();
+                connection_lost(&shared, &cell, attachment, &runtime);
                 return;
             }
         };
