@@ -189,20 +189,21 @@ impl Shared {
     }
 
     /// Runs `f` on the session under its lock, then forwards the core's
-    /// events (in order, before the lock is released), wakes the session's
-    /// driver, and forgets the session if it closed.
+    /// events (in order, before the lock is released; a closed session is
+    /// forgotten before its `Closed` goes out, so whoever hears of the close
+    /// no longer finds the session), and wakes the session's driver.
     pub(crate) fn with_session<R>(
         &self,
         cell: &Arc<SessionCell>,
         f: impl FnOnce(&mut CellState) -> R,
     ) -> R {
-        let (result, closed, driver) = {
+        let (result, driver) = {
             let mut state = cell.lock();
             let result = f(&mut state);
-            let closed = self.forward_events(cell, &mut state.session);
+            self.forward_events(cell, &mut state.session);
             let driver = state.driver.filter(|_| !state.woken);
             state.woken |= driver.is_some();
-            (result, closed, state.driver.map(|_| driver))
+            (result, state.driver.map(|_| driver))
         };
         match driver {
             // A reactor drives the session: one wake-up until it looks.
@@ -216,22 +217,18 @@ impl Shared {
                 cell.wake.notify_one();
             }
         }
-        if closed {
-            self.forget(cell);
-        }
         result
     }
 
-    /// Sends the core's pending events to the session's dispatcher; true if
-    /// the session closed.
-    pub(crate) fn forward_events(
-        &self,
-        cell: &Arc<SessionCell>,
-        session: &mut ServerSession,
-    ) -> bool {
-        let mut closed = false;
+    /// Sends the core's pending events to the session's dispatcher, and
+    /// takes a closed session out of the registry before its `Closed` goes
+    /// (the core emits nothing after it). Called under the cell's lock; the
+    /// registry's lock nests inside it, never the other way round.
+    fn forward_events(&self, cell: &Arc<SessionCell>, session: &mut ServerSession) {
         while let Some(event) = session.poll_event() {
-            closed |= matches!(event, ServerEvent::Closed { .. });
+            if matches!(event, ServerEvent::Closed { .. }) {
+                self.forget(cell);
+            }
             let shard = (cell.info.id.0 % self.dispatch.len() as u64) as usize;
             // The dispatchers live as long as the server; if they are gone
             // the server is shutting down and nobody listens.
@@ -240,7 +237,6 @@ impl Shared {
                 event,
             });
         }
-        closed
     }
 
     /// Files a newly opened session.
