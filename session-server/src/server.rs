@@ -342,9 +342,13 @@ async fn accept_loop<A: Authenticator>(mut bound: wire::Bound, shared: Arc<Share
                         // TLS handshake and the WebSocket upgrade.
                         let session = ServerSession::new(accepted_at, shared.core.clone());
                         let deadline = accepted_at + shared.core.login_timeout;
+                        // Boxed, as the login below: each phase's state
+                        // (12 KB for the handshakes of every kind) takes
+                        // memory only while it runs, instead of all of them
+                        // sitting in every connection's task.
                         let conn = match tokio::time::timeout_at(
                             deadline.into(),
-                            incoming.handshake(deadline),
+                            Box::pin(incoming.handshake(deadline)),
                         )
                         .await
                         {
@@ -358,7 +362,8 @@ async fn accept_loop<A: Authenticator>(mut bound: wire::Bound, shared: Arc<Share
                                 return;
                             }
                         };
-                        match connection::login(conn, session, remote, shared, auth, slot).await {
+                        let login = connection::login(conn, session, remote, shared, auth, slot);
+                        match Box::pin(login).await {
                             // The attached phase gets a small task of its own;
                             // this one, sized for the login, ends here.
                             Ok(attached) => {
