@@ -413,9 +413,7 @@ impl Reactor {
             warn!(%error, session = %cell.info.id, "cannot register a connection");
             self.free.push(slot);
             self.shared.limiter.release(ip);
-            if detach(&self.shared, &cell, attachment) {
-                self.detached.push(cell);
-            }
+            self.detach(cell, attachment);
             return;
         }
         {
@@ -466,7 +464,7 @@ impl Reactor {
                         Outcome::Drop
                     } else {
                         debug!(session = %conn.cell.info.id, "peer closed");
-                        self.lost(slot, now)
+                        self.lost(slot)
                     };
                 }
                 Ok(n) => n,
@@ -477,7 +475,7 @@ impl Reactor {
                     return if conn.linger_until().is_some() {
                         Outcome::Drop
                     } else {
-                        self.lost(slot, now)
+                        self.lost(slot)
                     };
                 }
             };
@@ -590,7 +588,7 @@ impl Reactor {
             if !conn.has_output() {
                 let _ = conn.stream.write(&control);
             }
-            return self.lost(slot, now);
+            return self.lost(slot);
         }
         if !control.is_empty() {
             // Pongs go out ahead of the session's next frames.
@@ -661,7 +659,7 @@ impl Reactor {
                     Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                     Err(error) => {
                         debug!(session = %conn.cell.info.id, %error, "write failed");
-                        return self.lost(slot, now);
+                        return self.lost(slot);
                     }
                 }
             }
@@ -687,7 +685,7 @@ impl Reactor {
         };
         while !busy.write.is_empty() {
             match conn.stream.write(&busy.write) {
-                Ok(0) => return self.lost(slot, now),
+                Ok(0) => return self.lost(slot),
                 Ok(n) => busy.write.advance(n),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     return self.want_write(slot, true);
@@ -695,7 +693,7 @@ impl Reactor {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
                     debug!(session = %conn.cell.info.id, %error, "write failed");
-                    return self.lost(slot, now);
+                    return self.lost(slot);
                 }
             }
         }
@@ -729,8 +727,7 @@ impl Reactor {
             }
             Err(error) => {
                 debug!(session = %conn.cell.info.id, %error, "reregister failed");
-                let now = Instant::now();
-                self.lost(slot, now)
+                self.lost(slot)
             }
         }
     }
@@ -756,17 +753,22 @@ impl Reactor {
 
     /// The connection is gone: the session detaches (and a watchdog takes
     /// over its expiry) unless a resume already moved it.
-    fn lost(&mut self, slot: u32, now: Instant) -> Outcome {
+    fn lost(&mut self, slot: u32) -> Outcome {
         let conn = self.conn(slot);
         let (cell, attachment) = (conn.cell.clone(), conn.attachment);
         // The socket closes first; the session's bookkeeping (detaching,
         // handing its expiry to a watchdog) need not keep it open.
         self.remove(slot);
-        let _ = now;
+        self.detach(cell, attachment);
+        Outcome::Drop
+    }
+
+    /// Detaches the session from connection `attachment`; if it now waits
+    /// detached, its watchdog starts at the end of this round.
+    fn detach(&mut self, cell: Arc<SessionCell>, attachment: u64) {
         if detach(&self.shared, &cell, attachment) {
             self.detached.push(cell);
         }
-        Outcome::Drop
     }
 
     /// Hands this round's newly detached sessions to watchdog tasks: one
@@ -845,7 +847,7 @@ impl Reactor {
             .is_some_and(|since| since + write_timeout <= now)
         {
             debug!(session = %conn.cell.info.id, "write deadline passed");
-            return self.lost(slot, now);
+            return self.lost(slot);
         }
         if conn.linger_until().is_some() {
             return Outcome::Keep;

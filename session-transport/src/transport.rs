@@ -214,10 +214,11 @@ impl Transport {
     /// done). `None` (and the connection dropped) otherwise: check
     /// [`ws_ready_to_hand_on`](Self::ws_ready_to_hand_on) first.
     pub fn into_ws_tcp(self) -> Option<TcpStream> {
+        if !self.ws_ready_to_hand_on() {
+            return None;
+        }
         match self.inner {
-            Inner::Ws(ws) if ws.get_ref().all_taken() && !self.write_closed => {
-                Some((*ws).into_inner().into_inner())
-            }
+            Inner::Ws(ws) => Some((*ws).into_inner().into_inner()),
             _ => None,
         }
     }
