@@ -15,7 +15,6 @@ use crate::entropy::{Entropy, constant_time_eq};
 use crate::error::{
     AcceptError, CloseError, ProtocolError, PublishError, RespondError, ResumeRejected,
 };
-use crate::timer::{TimerKind, TimerTable};
 use crate::{SessionId, Transmit};
 
 /// The length of a resume token.
@@ -126,21 +125,6 @@ enum Phase {
     Closed,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Timer {
-    /// The login deadline (Accepted, Authenticating).
-    Login,
-    /// Expiry: `session_timeout` after the client was last heard (Open, Detached).
-    Expiry,
-}
-
-impl TimerKind for Timer {
-    const ALL: &'static [Self] = &[Self::Login, Self::Expiry];
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
 /// The final frame before the connection closes.
 #[derive(Debug, Clone)]
 enum Farewell {
@@ -157,26 +141,43 @@ enum Farewell {
 
 /// Control output waiting for `poll_transmit`. Events are not copied here:
 /// they wait in the unacknowledged buffer and `sent_seq` says how far the
-/// current connection got.
+/// current connection got; responses due wait in the [`Backlog`].
 #[derive(Debug, Default)]
 struct Outbox {
-    /// `LoginOk` to send: whether it resumed, and the server time.
-    login_ok: Option<(bool, u64)>,
-    /// `HeartbeatAck` to send, with the server time.
-    heartbeat_ack: Option<u64>,
-    responses: VecDeque<u64>,
+    /// The server time for the queued `LoginOk` or `HeartbeatAck`: the time
+    /// of the latest input that queued one (both carry it if both wait).
+    server_time_ms: u64,
     farewell: Option<Box<Farewell>>,
+    /// `LoginOk` to send, and whether it resumed.
+    login_ok: Option<bool>,
+    /// `HeartbeatAck` to send.
+    heartbeat_ack: bool,
     close_connection: bool,
 }
 
-impl Outbox {
-    /// Forgets what was meant for a connection that is gone.
-    fn clear(&mut self) {
-        self.login_ok = None;
-        self.heartbeat_ack = None;
-        self.responses = VecDeque::new();
-        self.farewell = None;
-        self.close_connection = false;
+/// What a session holds only while something is in flight: events and
+/// responses the client has not acknowledged, responses due on the current
+/// connection, and events the application has not taken. Boxed and dropped
+/// once empty, so an idle session carries one pointer for all of it.
+#[derive(Debug, Default)]
+struct Backlog {
+    /// Events published and not yet acknowledged, oldest first.
+    unacked: VecDeque<Bytes>,
+    unacked_bytes: usize,
+    /// Responses not yet acknowledged, by request id.
+    responses: BTreeMap<u64, Result<Bytes, ResponseError>>,
+    /// Responses to send on the current connection, by request id.
+    responses_due: VecDeque<u64>,
+    /// Lifecycle events and requests for [`ServerSession::poll_event`].
+    events: VecDeque<ServerEvent>,
+}
+
+impl Backlog {
+    fn is_empty(&self) -> bool {
+        self.unacked.is_empty()
+            && self.responses.is_empty()
+            && self.responses_due.is_empty()
+            && self.events.is_empty()
     }
 }
 
@@ -208,7 +209,10 @@ impl Outbox {
 pub struct ServerSession {
     config: Arc<ServerConfig>,
     phase: Phase,
-    timers: TimerTable<Timer, 2>,
+    /// The one deadline: the login deadline until the session opens
+    /// (Accepted, Authenticating), then expiry, `session_timeout` after the
+    /// client was last heard (Open, Detached); none once Closed.
+    deadline: Option<Instant>,
     session_id: SessionId,
     resume_token: [u8; RESUME_TOKEN_LEN],
     /// The token the client presented at its last resume, still accepted
@@ -218,26 +222,22 @@ pub struct ServerSession {
     previous_token: Option<Box<[u8; RESUME_TOKEN_LEN]>>,
     heartbeat_ms: u32,
     timeout_ms: u32,
-    /// The sequence number of the oldest event in `unacked` minus one: every
-    /// event up to here was acknowledged.
+    /// The sequence number of the oldest event in the backlog's `unacked`
+    /// minus one: every event up to here was acknowledged.
     acked_seq: u64,
     /// The highest event sequence number written to the current connection.
     sent_seq: u64,
-    /// Events published and not yet acknowledged, oldest first.
-    unacked: VecDeque<Bytes>,
-    unacked_bytes: usize,
     /// Every response up to this request id was received by the client.
     acked_request: u64,
     /// The highest request id received.
     highest_request: u64,
-    /// Responses not yet acknowledged, by request id.
-    responses: BTreeMap<u64, Result<Bytes, ResponseError>>,
     /// The start of the current one-second window of the frame-rate limit,
     /// and the frames counted in it.
     rate_window: Option<Instant>,
     rate_frames: u32,
     out: Outbox,
-    events: VecDeque<ServerEvent>,
+    /// Present only while something is in flight.
+    backlog: Option<Box<Backlog>>,
     /// Boxed: only a session that failed has one.
     error: Option<Box<ProtocolError>>,
 }
@@ -246,12 +246,10 @@ impl ServerSession {
     /// A session for a connection accepted at `now`; it must log in before
     /// `now + login_timeout`.
     pub fn new(now: Instant, config: Arc<ServerConfig>) -> Self {
-        let mut timers = TimerTable::new();
-        timers.set(Timer::Login, now + config.login_timeout);
         Self {
+            deadline: Some(now + config.login_timeout),
             config,
             phase: Phase::Accepted,
-            timers,
             session_id: SessionId(0),
             resume_token: [0; RESUME_TOKEN_LEN],
             previous_token: None,
@@ -259,15 +257,12 @@ impl ServerSession {
             timeout_ms: 0,
             acked_seq: 0,
             sent_seq: 0,
-            unacked: VecDeque::new(),
-            unacked_bytes: 0,
             acked_request: 0,
             highest_request: 0,
-            responses: BTreeMap::new(),
             rate_window: None,
             rate_frames: 0,
             out: Outbox::default(),
-            events: VecDeque::new(),
+            backlog: None,
             error: None,
         }
     }
@@ -310,12 +305,14 @@ impl ServerSession {
 
     /// The sequence number of the last published event (0: none).
     pub fn last_event_seq(&self) -> u64 {
-        self.acked_seq + self.unacked.len() as u64
+        self.acked_seq + self.unacked_events() as u64
     }
 
     /// How many published events await acknowledgement.
     pub fn unacked_events(&self) -> usize {
-        self.unacked.len()
+        self.backlog
+            .as_ref()
+            .map_or(0, |backlog| backlog.unacked.len())
     }
 
     /// The protocol error that closed this session, if one did.
@@ -384,17 +381,19 @@ impl ServerSession {
 
     /// Handles the passing of deadlines: call when `poll_timeout` is reached.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(timer) = self.timers.take_expired(now) {
-            match (timer, self.phase) {
-                (Timer::Login, Phase::Accepted | Phase::Authenticating) => {
-                    self.close_with(CloseCode::LoginTimeout, "login timeout".into());
-                }
-                (Timer::Expiry, Phase::Open | Phase::Detached) => {
-                    self.events.push_back(ServerEvent::Expired);
-                    self.close_with(CloseCode::Expired, "session expired".into());
-                }
-                _ => {}
+        if self.deadline.is_none_or(|at| at > now) {
+            return;
+        }
+        self.deadline = None;
+        match self.phase {
+            Phase::Accepted | Phase::Authenticating => {
+                self.close_with(CloseCode::LoginTimeout, "login timeout".into());
             }
+            Phase::Open | Phase::Detached => {
+                self.push_event(ServerEvent::Expired);
+                self.close_with(CloseCode::Expired, "session expired".into());
+            }
+            Phase::Closed => {}
         }
     }
 
@@ -404,11 +403,11 @@ impl ServerSession {
         match self.phase {
             Phase::Accepted | Phase::Authenticating => {
                 self.phase = Phase::Closed;
-                self.timers.stop_all();
-                self.out.clear();
+                self.deadline = None;
+                self.clear_outbox();
             }
             Phase::Open => self.detach(),
-            Phase::Detached | Phase::Closed => self.out.clear(),
+            Phase::Detached | Phase::Closed => self.clear_outbox(),
         }
     }
 
@@ -436,10 +435,9 @@ impl ServerSession {
         self.heartbeat_ms = duration_ms(heartbeat);
         self.timeout_ms = duration_ms(timeout);
         self.phase = Phase::Open;
-        self.timers.stop(Timer::Login);
         self.touch(now);
-        self.out.login_ok = Some((false, self.server_time_ms(now)));
-        self.events.push_back(ServerEvent::Opened {
+        self.queue_login_ok(now, false);
+        self.push_event(ServerEvent::Opened {
             session_id: self.session_id,
         });
         Ok(self.session_id)
@@ -453,7 +451,7 @@ impl ServerSession {
             return Err(AcceptError::NotAuthenticating);
         }
         self.phase = Phase::Closed;
-        self.timers.stop_all();
+        self.deadline = None;
         self.out.farewell = Some(Box::new(Farewell::Reject {
             code,
             message: message.to_owned(),
@@ -514,8 +512,8 @@ impl ServerSession {
         entropy.fill_bytes(&mut self.resume_token);
         self.phase = Phase::Open;
         self.touch(now);
-        self.out.login_ok = Some((true, self.server_time_ms(now)));
-        self.events.push_back(ServerEvent::Resumed);
+        self.queue_login_ok(now, true);
+        self.push_event(ServerEvent::Resumed);
         Ok(())
     }
 
@@ -527,19 +525,24 @@ impl ServerSession {
         if !matches!(self.phase, Phase::Open | Phase::Detached) {
             return Err(PublishError::NotOpen);
         }
-        let events = self.unacked.len() + 1;
-        let bytes = self.unacked_bytes + body.len();
-        if events > self.config.max_unacked_events as usize
+        let unacked = self.unacked_events();
+        let bytes = self
+            .backlog
+            .as_ref()
+            .map_or(0, |backlog| backlog.unacked_bytes)
+            + body.len();
+        if unacked + 1 > self.config.max_unacked_events as usize
             || bytes > self.config.max_unacked_bytes as usize
         {
             self.close_with(
                 CloseCode::SlowConsumer,
-                format!("{} events unacknowledged", self.unacked.len()),
+                format!("{unacked} events unacknowledged"),
             );
             return Err(PublishError::SlowConsumer);
         }
-        self.unacked.push_back(body);
-        self.unacked_bytes = bytes;
+        let backlog = self.backlog_mut();
+        backlog.unacked.push_back(body);
+        backlog.unacked_bytes = bytes;
         Ok(self.last_event_seq())
     }
 
@@ -561,12 +564,14 @@ impl ServerSession {
         if id <= self.acked_request {
             return Ok(());
         }
-        if self.responses.contains_key(&id) {
+        if self.has_response(id) {
             return Err(RespondError::AlreadyAnswered(id));
         }
-        self.responses.insert(id, result);
-        if self.phase == Phase::Open {
-            self.out.responses.push_back(id);
+        let open = self.phase == Phase::Open;
+        let backlog = self.backlog_mut();
+        backlog.responses.insert(id, result);
+        if open {
+            backlog.responses_due.push_back(id);
         }
         Ok(())
     }
@@ -594,7 +599,8 @@ impl ServerSession {
     /// `Some(Transmit::Frame)`; after the last frame of a closing session,
     /// returns `Some(Transmit::CloseConnection)` once; `None` when idle.
     pub fn poll_transmit(&mut self, buf: &mut BytesMut, framing: Framing) -> Option<Transmit> {
-        let kind = if let Some((resumed, server_time_ms)) = self.out.login_ok.take() {
+        let server_time_ms = self.out.server_time_ms;
+        let kind = if let Some(resumed) = self.out.login_ok.take() {
             server_frame::Kind::LoginOk(v1::LoginOk {
                 session_id: self.session_id.0,
                 resume_token: Bytes::copy_from_slice(&self.resume_token),
@@ -605,21 +611,12 @@ impl ServerSession {
                 server_time_ms,
                 max_pending_requests: self.config.max_pending_requests,
             })
-        } else if let Some(server_time_ms) = self.out.heartbeat_ack.take() {
+        } else if std::mem::take(&mut self.out.heartbeat_ack) {
             server_frame::Kind::HeartbeatAck(v1::HeartbeatAck { server_time_ms })
         } else if let Some(response) = self.next_response() {
             server_frame::Kind::Response(response)
-        } else if self.sent_seq < self.last_event_seq()
-            && (self.phase == Phase::Open || self.out.close_connection)
-        {
-            // Open, or closing with the connection still attached: events
-            // published before the close go out ahead of the close signal.
-            self.sent_seq += 1;
-            let body = self.unacked[(self.sent_seq - self.acked_seq - 1) as usize].clone();
-            server_frame::Kind::Event(v1::Event {
-                seq: self.sent_seq,
-                body,
-            })
+        } else if let Some(event) = self.next_event() {
+            server_frame::Kind::Event(event)
         } else if let Some(farewell) = self.out.farewell.take() {
             match *farewell {
                 Farewell::Close {
@@ -649,16 +646,16 @@ impl ServerSession {
 
     /// The next lifecycle event or request for the application.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        let event = self.events.pop_front();
-        if event.is_none() {
-            release_if_drained(&mut self.events);
-        }
+        let backlog = self.backlog.as_mut()?;
+        let event = backlog.events.pop_front();
+        release_if_drained(&mut backlog.events);
+        self.tidy();
         event
     }
 
     /// When `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next_timeout()
+        self.deadline
     }
 
     // ---- internals ----
@@ -667,9 +664,10 @@ impl ServerSession {
     /// since they were queued are skipped in a loop: the peer controls how
     /// many there are (a re-send queues one each), so no recursion.
     fn next_response(&mut self) -> Option<v1::Response> {
-        while let Some(id) = self.out.responses.pop_front() {
-            release_if_drained(&mut self.out.responses);
-            let Some(result) = self.responses.get(&id) else {
+        let backlog = self.backlog.as_mut()?;
+        while let Some(id) = backlog.responses_due.pop_front() {
+            release_if_drained(&mut backlog.responses_due);
+            let Some(result) = backlog.responses.get(&id) else {
                 continue;
             };
             let result = match result {
@@ -684,7 +682,65 @@ impl ServerSession {
                 result: Some(result),
             });
         }
+        self.tidy();
         None
+    }
+
+    /// The next event for the current connection, if it is open, or closing
+    /// with the connection still attached: events published before the
+    /// close go out ahead of the close signal.
+    fn next_event(&mut self) -> Option<v1::Event> {
+        if self.sent_seq >= self.last_event_seq()
+            || !(self.phase == Phase::Open || self.out.close_connection)
+        {
+            return None;
+        }
+        let index = (self.sent_seq - self.acked_seq) as usize;
+        let body = self.backlog.as_ref()?.unacked.get(index)?.clone();
+        self.sent_seq += 1;
+        Some(v1::Event {
+            seq: self.sent_seq,
+            body,
+        })
+    }
+
+    fn backlog_mut(&mut self) -> &mut Backlog {
+        self.backlog.get_or_insert_with(Box::default)
+    }
+
+    /// Drops the backlog once nothing is in it.
+    fn tidy(&mut self) {
+        if self
+            .backlog
+            .as_ref()
+            .is_some_and(|backlog| backlog.is_empty())
+        {
+            self.backlog = None;
+        }
+    }
+
+    fn push_event(&mut self, event: ServerEvent) {
+        self.backlog_mut().events.push_back(event);
+    }
+
+    fn has_response(&self, id: u64) -> bool {
+        self.backlog
+            .as_ref()
+            .is_some_and(|backlog| backlog.responses.contains_key(&id))
+    }
+
+    fn queue_login_ok(&mut self, now: Instant, resumed: bool) {
+        self.out.login_ok = Some(resumed);
+        self.out.server_time_ms = self.server_time_ms(now);
+    }
+
+    /// Forgets what was meant for a connection that is gone.
+    fn clear_outbox(&mut self) {
+        self.out = Outbox::default();
+        if let Some(backlog) = self.backlog.as_mut() {
+            backlog.responses_due = VecDeque::new();
+        }
+        self.tidy();
     }
 
     fn server_time_ms(&self, now: Instant) -> u64 {
@@ -705,7 +761,7 @@ impl ServerSession {
 
     fn touch(&mut self, now: Instant) {
         let timeout = Duration::from_millis(u64::from(self.timeout_ms));
-        self.timers.set(Timer::Expiry, now + timeout);
+        self.deadline = Some(now + timeout);
     }
 
     fn on_login(&mut self, _now: Instant, login: v1::Login) {
@@ -728,16 +784,15 @@ impl ServerSession {
             return;
         }
         self.phase = Phase::Authenticating;
-        self.events
-            .push_back(ServerEvent::LoginRequested(Box::new(LoginRequest {
-                protocol_version: login.protocol_version,
-                user_id: login.user_id,
-                credential: login.credential,
-                device: login.device,
-                requested_heartbeat_ms: login.requested_heartbeat_ms,
-                resume,
-                properties: login.properties,
-            })));
+        self.push_event(ServerEvent::LoginRequested(Box::new(LoginRequest {
+            protocol_version: login.protocol_version,
+            user_id: login.user_id,
+            credential: login.credential,
+            device: login.device,
+            requested_heartbeat_ms: login.requested_heartbeat_ms,
+            resume,
+            properties: login.properties,
+        })));
     }
 
     fn on_open_frame(
@@ -755,7 +810,8 @@ impl ServerSession {
             client_frame::Kind::Heartbeat(hb) => {
                 self.check_event_ack(now, hb.ack_event_seq)?;
                 self.check_request_ack(now, hb.ack_request_id)?;
-                self.out.heartbeat_ack = Some(self.server_time_ms(now));
+                self.out.heartbeat_ack = true;
+                self.out.server_time_ms = self.server_time_ms(now);
                 Ok(())
             }
             client_frame::Kind::Ack(ack) => {
@@ -769,7 +825,7 @@ impl ServerSession {
             client_frame::Kind::Logout(logout) => {
                 // The client has closed its side: no close signal, just close.
                 self.finish(CloseCode::LoggedOut, logout.reason);
-                self.out.clear();
+                self.clear_outbox();
                 self.sent_seq = self.last_event_seq();
                 self.out.close_connection = true;
                 Ok(())
@@ -813,7 +869,7 @@ impl ServerSession {
                 return self.fail(now, ProtocolError::TooManyPendingRequests { limit: window });
             }
             self.highest_request = id;
-            self.events.push_back(ServerEvent::Request { id, body });
+            self.push_event(ServerEvent::Request { id, body });
         } else if id > self.highest_request || id == 0 {
             return self.fail(
                 now,
@@ -822,9 +878,9 @@ impl ServerSession {
                     expected: self.highest_request.saturating_add(1),
                 },
             );
-        } else if self.responses.contains_key(&id) {
+        } else if self.has_response(id) {
             // A re-send (after a resume) of a request already answered.
-            self.out.responses.push_back(id);
+            self.backlog_mut().responses_due.push_back(id);
         }
         // Otherwise: acknowledged already, or still executing; its response
         // goes out when ready.
@@ -847,17 +903,25 @@ impl ServerSession {
     }
 
     fn ack_events(&mut self, ack: u64) {
-        while self.acked_seq < ack {
-            if let Some(body) = self.unacked.pop_front() {
-                self.unacked_bytes -= body.len();
+        if ack <= self.acked_seq {
+            return;
+        }
+        if let Some(backlog) = self.backlog.as_mut() {
+            let n = usize::try_from(ack - self.acked_seq)
+                .unwrap_or(usize::MAX)
+                .min(backlog.unacked.len());
+            for body in backlog.unacked.drain(..n) {
+                backlog.unacked_bytes -= body.len();
             }
-            self.acked_seq += 1;
+            if backlog.unacked.is_empty() && backlog.unacked.capacity() > 64 {
+                // Give back the memory a burst took, should anything else
+                // keep the backlog.
+                backlog.unacked = VecDeque::new();
+            }
         }
+        self.acked_seq = ack;
         self.sent_seq = self.sent_seq.max(self.acked_seq);
-        if self.unacked.is_empty() && self.unacked.capacity() > 64 {
-            // Give back the memory a burst took, so idle sessions stay small.
-            self.unacked = VecDeque::new();
-        }
+        self.tidy();
     }
 
     fn check_request_ack(&mut self, _now: Instant, ack: u64) -> Result<(), ProtocolError> {
@@ -870,25 +934,28 @@ impl ServerSession {
         if ack > self.acked_request {
             self.acked_request = ack;
             // Drop every cached response up to `ack`.
-            self.responses = self.responses.split_off(&ack.saturating_add(1));
+            if let Some(backlog) = self.backlog.as_mut() {
+                backlog.responses = backlog.responses.split_off(&ack.saturating_add(1));
+            }
+            self.tidy();
         }
         Ok(())
     }
 
     fn detach(&mut self) {
         self.phase = Phase::Detached;
-        self.out.clear();
+        self.clear_outbox();
         self.sent_seq = self.acked_seq;
-        self.events.push_back(ServerEvent::Detached);
+        self.push_event(ServerEvent::Detached);
     }
 
     /// Moves to Closed with `code` and reports it; nothing is queued.
     fn finish(&mut self, code: CloseCode, reason: String) {
         let was_open = matches!(self.phase, Phase::Open | Phase::Detached);
         self.phase = Phase::Closed;
-        self.timers.stop_all();
+        self.deadline = None;
         if was_open {
-            self.events.push_back(ServerEvent::Closed { code, reason });
+            self.push_event(ServerEvent::Closed { code, reason });
         }
     }
 

@@ -894,7 +894,7 @@ mod tests {
             size_of::<Option<Conn>>()
         );
         assert!(
-            size_of::<SessionCell>() <= 472,
+            size_of::<SessionCell>() <= 312,
             "{}",
             size_of::<SessionCell>()
         );

@@ -342,13 +342,12 @@ async fn accept_loop<A: Authenticator>(mut bound: wire::Bound, shared: Arc<Share
                         // TLS handshake and the WebSocket upgrade.
                         let session = ServerSession::new(accepted_at, shared.core.clone());
                         let deadline = accepted_at + shared.core.login_timeout;
-                        // Boxed, as the login below: each phase's state
-                        // (12 KB for the handshakes of every kind) takes
-                        // memory only while it runs, instead of all of them
-                        // sitting in every connection's task.
+                        // The transport boxes the handshakes it runs (TLS,
+                        // WebSocket), so a plain TCP connection's task does
+                        // not carry their 12 KB of state.
                         let conn = match tokio::time::timeout_at(
                             deadline.into(),
-                            Box::pin(incoming.handshake(deadline)),
+                            incoming.handshake(deadline),
                         )
                         .await
                         {

@@ -31,8 +31,13 @@ pub(crate) struct LeanFramed {
     read_chunk: usize,
     /// Flush before accepting more once this much is buffered.
     write_boundary: usize,
+    /// The last read filled the room it had: more is likely waiting.
+    filled: bool,
     eof: bool,
 }
+
+/// What a fresh read buffer reserves: a login or a heartbeat fits.
+const FIRST_READ: usize = 512;
 
 impl LeanFramed {
     pub(crate) fn new(
@@ -48,6 +53,7 @@ impl LeanFramed {
             write: BytesMut::new(),
             read_chunk: read_chunk.max(64),
             write_boundary: write_boundary.max(1),
+            filled: false,
             eof: false,
         }
     }
@@ -111,11 +117,20 @@ impl Stream for LeanFramed {
                 return Poll::Ready(Some(Err(error.into())));
             }
             if this.read.capacity() - this.read.len() < 64 {
-                this.read.reserve(this.read_chunk);
+                // A fresh buffer starts small: most reads on a session are
+                // one small frame (a login, a heartbeat). A read that fills
+                // it shows a burst, and the buffer grows by whole chunks.
+                let want = if this.read.is_empty() && !this.filled {
+                    FIRST_READ.min(this.read_chunk)
+                } else {
+                    this.read_chunk
+                };
+                this.read.reserve(want);
             }
+            let room = this.read.capacity() - this.read.len();
             match this.io.try_read_buf(&mut this.read) {
                 Ok(0) => this.eof = true,
-                Ok(_) => {}
+                Ok(n) => this.filled = n == room,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => this.release_read(),
                 Err(error) => return Poll::Ready(Some(Err(error.into()))),
             }
@@ -210,5 +225,40 @@ mod tests {
             framed.next().await.is_none(),
             "a clean end after the peer closed"
         );
+    }
+
+    #[tokio::test]
+    async fn a_fresh_read_buffer_starts_small_and_a_burst_grows_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let mut client = client.unwrap();
+        let codec = FrameCodec::new(1 << 20);
+        let mut framed = LeanFramed::new(server.unwrap().0, codec, 4096, 4096);
+
+        // Half of a small frame: it waits in a buffer of the small size.
+        client.write_all(b"\x0aabcde").await.unwrap();
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(100), framed.next()).await;
+        assert!(waited.is_err(), "the frame is incomplete");
+        assert_eq!(&framed.read[..], b"\x0aabcde");
+        assert!(
+            framed.read.capacity() <= FIRST_READ,
+            "{}",
+            framed.read.capacity()
+        );
+        client.write_all(b"fghij").await.unwrap();
+        assert_eq!(framed.next().await.unwrap().unwrap(), "abcdefghij");
+
+        // A 20 KB frame and a small one behind it, in one write.
+        let big = vec![7u8; 20_000];
+        let mut burst = BytesMut::new();
+        FrameCodec::new(1 << 20)
+            .encode(Bytes::from(big.clone()), &mut burst)
+            .unwrap();
+        burst.extend_from_slice(b"\x02ok");
+        client.write_all(&burst).await.unwrap();
+        assert_eq!(framed.next().await.unwrap().unwrap(), big);
+        assert_eq!(framed.next().await.unwrap().unwrap(), "ok");
     }
 }

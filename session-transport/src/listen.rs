@@ -201,6 +201,25 @@ impl Accepted {
         let codec = FrameCodec::new(config.pre_login_max_frame_len);
         match config.kind {
             TransportKind::Tcp => Ok(Transport::tcp(self.stream, codec, buffers)),
+            // Boxed: the handshakes' state (about 12 KB, most of it TLS)
+            // exists only while one runs, so awaiting a plain TCP
+            // connection's "handshake" costs no memory.
+            _ => Box::pin(self.secure_or_upgrade(deadline, codec, buffers)).await,
+        }
+    }
+
+    /// The TLS handshake and the WebSocket upgrade, for the kinds that have
+    /// them.
+    async fn secure_or_upgrade(
+        self,
+        deadline: tokio::time::Instant,
+        codec: FrameCodec,
+        buffers: Buffers,
+    ) -> Result<Transport, TransportError> {
+        let config = &self.shared.config;
+        let addrs = buffers.addrs;
+        match config.kind {
+            TransportKind::Tcp => Ok(Transport::tcp(self.stream, codec, buffers)),
             TransportKind::Ws => Ok(Transport::ws(
                 upgrade(self.stream, config, deadline).await?,
                 addrs,
