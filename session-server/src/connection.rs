@@ -13,7 +13,6 @@ use session_core::{
     ServerState, Transmit,
 };
 use session_transport::{Transport, TransportKind};
-use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use crate::api::{Authenticator, LoginAttempt, SessionInfo};
@@ -297,7 +296,6 @@ async fn decide<A: Authenticator>(
             remote_addr: remote,
         },
         state: Mutex::new(CellState::new(core, attachment)),
-        wake: Notify::new(),
     });
     shared.insert(cell.clone());
     // Forward `Opened` (queued by `accept_login`) to the dispatcher.
@@ -378,17 +376,18 @@ pub(crate) async fn attached(attached: Attached) -> Ended {
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
     let ended = loop {
-        let (close, deadline) = {
+        let (close, deadline, waiters) = {
             let mut state = cell.lock();
             if state.attachment != attachment {
                 break Ended::Replaced;
             }
-            // This task waits on the cell's `Notify`: no reactor slot (one
+            // This task waits on the cell's waiters: no reactor slot (one
             // left by a connection this one resumed from) may take its
             // wake-ups.
             state.driver = None;
+            let waiters = state.waiters();
             let close = drain(&mut state.session, &mut buf, &mut frames);
-            (close, state.session.poll_timeout())
+            (close, state.session.poll_timeout(), waiters)
         };
         // Boxed: the write state (with its deadline) would otherwise sit in
         // every idle session's task.
@@ -425,7 +424,7 @@ pub(crate) async fn attached(attached: Attached) -> Ended {
                 },
                 None => break Ended::Lost,
             },
-            () = cell.wake.notified() => {}
+            () = waiters.notified() => {}
             () = sleep_until(deadline) => shared.with_session(&cell, |state| {
                 if state.attachment == attachment {
                     state.session.handle_timeout(Instant::now());
@@ -486,12 +485,12 @@ pub(crate) fn detach(shared: &Arc<Shared>, cell: &Arc<SessionCell>, attachment: 
 /// Drives a detached session's expiry until it is resumed or closes.
 pub(crate) async fn watch_detached(cell: Arc<SessionCell>, shared: Arc<Shared>) {
     loop {
-        let deadline = {
-            let state = cell.lock();
+        let (deadline, waiters) = {
+            let mut state = cell.lock();
             if state.attachment != 0 || state.session.state() != ServerState::Detached {
                 return;
             }
-            state.session.poll_timeout()
+            (state.session.poll_timeout(), state.waiters())
         };
         tokio::select! {
             () = sleep_until(deadline) => shared.with_session(&cell, |state| {
@@ -499,7 +498,7 @@ pub(crate) async fn watch_detached(cell: Arc<SessionCell>, shared: Arc<Shared>) 
                     state.session.handle_timeout(Instant::now());
                 }
             }),
-            () = cell.wake.notified() => {}
+            () = waiters.notified() => {}
         }
     }
 }

@@ -38,12 +38,13 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown};
+use std::net::{IpAddr, Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use mio::net::TcpStream;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use session_core::{FrameDecoder, Framing, Transmit};
 use session_transport::ws_frames::{self, WsIncoming};
@@ -65,7 +66,7 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// A connection handed to a reactor after its login.
 #[derive(Debug)]
 pub(crate) struct Adopt {
-    pub(crate) stream: std::net::TcpStream,
+    pub(crate) stream: TcpStream,
     /// Bytes read during the login phase but not yet taken as frames.
     pub(crate) buffered: BytesMut,
     pub(crate) cell: Arc<SessionCell>,
@@ -160,6 +161,7 @@ pub(crate) fn spawn(index: u32, poll: Poll, shared: Arc<Shared>) -> io::Result<(
                 runtime,
                 conns: Vec::new(),
                 free: Vec::new(),
+                epoch: Instant::now(),
                 timers: BinaryHeap::new(),
                 scratch: vec![0; READ_CHUNK],
                 out: BytesMut::new(),
@@ -190,8 +192,9 @@ struct Conn {
     ws: bool,
     cell: Arc<SessionCell>,
     attachment: u64,
-    /// The earliest deadline this connection has in the timer heap.
-    armed: Option<Instant>,
+    /// The earliest deadline this connection has in the timer heap, in
+    /// [`Reactor::tick`]s ([`NOT_ARMED`]: none).
+    armed: u64,
     /// What only a busy connection has (none while idle).
     busy: Option<Box<Busy>>,
 }
@@ -268,9 +271,12 @@ struct Reactor {
     runtime: tokio::runtime::Handle,
     conns: Vec<Option<Conn>>,
     free: Vec<u32>,
-    /// `(deadline, slot, attachment)`, earliest first; stale entries are
-    /// skipped when they come up.
-    timers: BinaryHeap<Reverse<(Instant, u32, u64)>>,
+    /// `(deadline, slot)`, earliest first, the deadline in ticks; stale
+    /// entries (the slot's connection has another deadline now) are skipped
+    /// when they come up.
+    timers: BinaryHeap<Reverse<(u64, u32)>>,
+    /// Where deadlines in the timer heap count from.
+    epoch: Instant,
     /// Where reads land.
     scratch: Vec<u8>,
     /// Where output is encoded.
@@ -285,6 +291,11 @@ struct Reactor {
 }
 
 impl Reactor {
+    /// The instant of timer tick `tick`.
+    fn instant(&self, tick: u64) -> Instant {
+        self.epoch + Duration::from_millis(tick)
+    }
+
     fn handle(&self) -> &ReactorHandle {
         &self.shared.reactors[self.index as usize]
     }
@@ -317,9 +328,9 @@ impl Reactor {
             self.spawn_watchdogs();
 
             let timeout = if self.may_sleep() {
-                self.timers
-                    .peek()
-                    .map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()))
+                self.timers.peek().map(|&Reverse((at, _))| {
+                    self.instant(at).saturating_duration_since(Instant::now())
+                })
             } else {
                 Some(Duration::ZERO)
             };
@@ -397,7 +408,6 @@ impl Reactor {
             ws,
         } = new;
         let ip = admitted.into_ip();
-        let mut stream = TcpStream::from_std(stream);
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
@@ -405,11 +415,15 @@ impl Reactor {
                 (self.conns.len() - 1) as u32
             }
         };
-        if let Err(error) =
-            self.poll
-                .registry()
-                .register(&mut stream, Token(slot as usize), Interest::READABLE)
-        {
+        // The slab keeps the std stream (4 bytes; mio's adds a selector id
+        // in debug builds) and registers it by its descriptor. Closing it
+        // takes it out of the poll.
+        let fd = stream.as_raw_fd();
+        if let Err(error) = self.poll.registry().register(
+            &mut SourceFd(&fd),
+            Token(slot as usize),
+            Interest::READABLE,
+        ) {
             warn!(%error, session = %cell.info.id, "cannot register a connection");
             self.free.push(slot);
             self.shared.limiter.release(ip);
@@ -436,7 +450,7 @@ impl Reactor {
             ws,
             cell,
             attachment,
-            armed: None,
+            armed: NOT_ARMED,
             busy: None,
         });
         self.turn(slot, now, |reactor, slot, now| {
@@ -720,7 +734,8 @@ impl Reactor {
         } else {
             Interest::READABLE
         };
-        match registry.reregister(&mut conn.stream, Token(slot as usize), interest) {
+        let fd = conn.stream.as_raw_fd();
+        match registry.reregister(&mut SourceFd(&fd), Token(slot as usize), interest) {
             Ok(()) => {
                 conn.want_write = want;
                 Outcome::Keep
@@ -811,27 +826,29 @@ impl Reactor {
         .flatten()
         .min();
         if let Some(deadline) = deadline {
-            if conn.armed.is_none_or(|armed| deadline < armed) {
-                conn.armed = Some(deadline);
-                self.timers.push(Reverse((deadline, slot, conn.attachment)));
+            let at = tick_at_or_after(self.epoch, deadline);
+            if at < conn.armed {
+                conn.armed = at;
+                self.timers.push(Reverse((at, slot)));
             }
         }
     }
 
     /// Runs every deadline that has come.
     fn expire(&mut self, now: Instant) {
-        while let Some(&Reverse((at, slot, attachment))) = self.timers.peek() {
-            if at > now {
+        let now_tick = tick_at_or_before(self.epoch, now);
+        while let Some(&Reverse((at, slot))) = self.timers.peek() {
+            if at > now_tick {
                 break;
             }
             self.timers.pop();
             let Some(conn) = self.conns[slot as usize].as_mut() else {
                 continue;
             };
-            if conn.attachment != attachment || conn.armed != Some(at) {
+            if conn.armed != at {
                 continue; // stale
             }
-            conn.armed = None;
+            conn.armed = NOT_ARMED;
             self.turn(slot, now, |reactor, slot, now| reactor.deadline(slot, now));
         }
     }
@@ -868,6 +885,30 @@ impl Reactor {
     }
 }
 
+/// A connection with no deadline in the timer heap.
+const NOT_ARMED: u64 = u64::MAX;
+
+// Deadlines in the timer heap are whole milliseconds since the reactor's
+// epoch (a `tick`): 8 bytes instead of an `Instant`'s 16, in the heap and
+// in every connection. A deadline rounds up and the clock rounds down, so
+// a deadline never fires early.
+
+/// The first tick at or after `at`.
+fn tick_at_or_after(epoch: Instant, at: Instant) -> u64 {
+    let since = at.saturating_duration_since(epoch);
+    let ms = u64::try_from(since.as_millis()).unwrap_or(NOT_ARMED - 1);
+    if since.subsec_nanos() % 1_000_000 == 0 {
+        ms
+    } else {
+        ms.saturating_add(1).min(NOT_ARMED - 1)
+    }
+}
+
+/// The last tick at or before `at`.
+fn tick_at_or_before(epoch: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch).as_millis()).unwrap_or(NOT_ARMED - 1)
+}
+
 /// How far a drain got.
 enum Drained {
     /// The session has nothing more to send.
@@ -881,20 +922,42 @@ enum Drained {
 mod tests {
     use std::mem::size_of;
 
-    use super::Conn;
+    use std::time::{Duration, Instant};
+
+    use super::{Conn, tick_at_or_after, tick_at_or_before};
     use crate::registry::SessionCell;
+
+    #[test]
+    fn timer_deadlines_round_up_and_the_clock_rounds_down() {
+        let epoch = Instant::now();
+        let between = epoch + Duration::from_micros(1_500);
+        assert_eq!(tick_at_or_after(epoch, between), 2);
+        assert_eq!(tick_at_or_before(epoch, between), 1);
+        let exact = epoch + Duration::from_millis(7);
+        assert_eq!(tick_at_or_after(epoch, exact), 7);
+        assert_eq!(tick_at_or_before(epoch, exact), 7);
+        // A deadline fires once the clock's tick reaches it: never before
+        // the deadline itself.
+        for micros in [1u64, 999, 1_000, 1_001, 123_456_789] {
+            let deadline = epoch + Duration::from_micros(micros);
+            let fires_at = epoch + Duration::from_millis(tick_at_or_after(epoch, deadline));
+            assert!(fires_at >= deadline);
+            assert!(fires_at - deadline < Duration::from_millis(1));
+            assert!(tick_at_or_before(epoch, fires_at) >= tick_at_or_after(epoch, deadline));
+        }
+    }
 
     /// The per-session memory budget of `docs/server.md`: an idle
     /// connection's slab entry and its session's cell.
     #[test]
     fn idle_sessions_stay_within_the_memory_budget() {
         assert!(
-            size_of::<Option<Conn>>() <= 80,
+            size_of::<Option<Conn>>() <= 64,
             "{}",
             size_of::<Option<Conn>>()
         );
         assert!(
-            size_of::<SessionCell>() <= 312,
+            size_of::<SessionCell>() <= 288,
             "{}",
             size_of::<SessionCell>()
         );

@@ -20,9 +20,6 @@ use crate::reactor::ReactorHandle;
 pub(crate) struct SessionCell {
     pub(crate) info: SessionInfo,
     pub(crate) state: Mutex<CellState>,
-    /// Wakes whoever drives the session now: the attached connection's task
-    /// (to write new output) or the detached session's timer.
-    pub(crate) wake: Notify,
 }
 
 /// The state behind a cell's lock. Never held across an `.await`.
@@ -33,12 +30,23 @@ pub(crate) struct CellState {
     /// another number here was replaced by a resume and leaves quietly.
     pub(crate) attachment: u64,
     /// The reactor slot driving the attached connection, if a reactor does
-    /// (otherwise a task or the detached watchdog waits on the cell's
-    /// `Notify`).
+    /// (otherwise a task or the detached watchdog waits on `waiters`).
     pub(crate) driver: Option<Driver>,
     /// A wake-up is already on its way to `driver` (or the driver is about
     /// to look at the session anyway): later changes need not send another.
     pub(crate) woken: bool,
+    /// Wakes the tasks that wait on this session: an attached connection's
+    /// task (to write new output), one a resume replaced (to leave), a
+    /// detached session's watchdog. Made by the first of them, so a session
+    /// a reactor drives carries no `Notify`.
+    waiters: Option<Arc<Notify>>,
+}
+
+/// Whom a change to a session wakes.
+enum Wake {
+    Reactor(Driver),
+    Tasks(Arc<Notify>),
+    Nobody,
 }
 
 /// Where a reactor-driven connection lives.
@@ -55,7 +63,16 @@ impl CellState {
             attachment,
             driver: None,
             woken: false,
+            waiters: None,
         }
+    }
+
+    /// What a task waits on for changes to this session: it must take it
+    /// under the lock, before it looks at the session, so that no change
+    /// after the look goes unnoticed (a `notify_one` permit covers a task
+    /// that has not started waiting yet).
+    pub(crate) fn waiters(&mut self) -> Arc<Notify> {
+        self.waiters.get_or_insert_with(Default::default).clone()
     }
 }
 
@@ -72,17 +89,18 @@ struct Sessions {
     by_user: HashMap<Arc<str>, UserSessions>,
 }
 
-/// The sessions of one user: most users have one, which needs no list.
+/// The sessions of one user: most users have one, which needs no list
+/// (and the list is boxed, so that the table's entries stay small).
 #[derive(Debug)]
 enum UserSessions {
     One(Arc<SessionCell>),
-    Many(Vec<Arc<SessionCell>>),
+    Many(Box<Vec<Arc<SessionCell>>>),
 }
 
 impl UserSessions {
     fn push(&mut self, cell: Arc<SessionCell>) {
         match self {
-            Self::One(first) => *self = Self::Many(vec![first.clone(), cell]),
+            Self::One(first) => *self = Self::Many(Box::new(vec![first.clone(), cell])),
             Self::Many(list) => list.push(cell),
         }
     }
@@ -108,7 +126,7 @@ impl UserSessions {
     fn to_vec(&self) -> Vec<Arc<SessionCell>> {
         match self {
             Self::One(only) => vec![only.clone()],
-            Self::Many(list) => list.clone(),
+            Self::Many(list) => list.to_vec(),
         }
     }
 }
@@ -197,24 +215,30 @@ impl Shared {
         cell: &Arc<SessionCell>,
         f: impl FnOnce(&mut CellState) -> R,
     ) -> R {
-        let (result, driver) = {
+        let (result, wake) = {
             let mut state = cell.lock();
             let result = f(&mut state);
             self.forward_events(cell, &mut state.session);
-            let driver = state.driver.filter(|_| !state.woken);
-            state.woken |= driver.is_some();
-            (result, state.driver.map(|_| driver))
+            let wake = match state.driver {
+                // A reactor drives the session: one wake-up until it looks.
+                Some(driver) if !state.woken => {
+                    state.woken = true;
+                    Wake::Reactor(driver)
+                }
+                Some(_) => Wake::Nobody,
+                None => state.waiters.clone().map_or(Wake::Nobody, Wake::Tasks),
+            };
+            (result, wake)
         };
-        match driver {
-            // A reactor drives the session: one wake-up until it looks.
-            Some(Some(driver)) => self.reactors[driver.reactor as usize].wake(driver.slot),
-            Some(None) => {}
+        match wake {
+            Wake::Reactor(driver) => self.reactors[driver.reactor as usize].wake(driver.slot),
+            Wake::Nobody => {}
             // Every waiter (an attached connection, a replaced one, a
             // detached session's watchdog) re-checks the cell; the stored
             // permit covers a waiter about to register.
-            None => {
-                cell.wake.notify_waiters();
-                cell.wake.notify_one();
+            Wake::Tasks(waiters) => {
+                waiters.notify_waiters();
+                waiters.notify_one();
             }
         }
         result

@@ -362,7 +362,7 @@ async fn accept_loop<A: Authenticator>(mut bound: wire::Bound, shared: Arc<Share
                             }
                         };
                         let login = connection::login(conn, session, remote, shared, auth, slot);
-                        match Box::pin(login).await {
+                        match login.await {
                             // The attached phase gets a small task of its own;
                             // this one, sized for the login, ends here.
                             Ok(attached) => {
