@@ -123,11 +123,18 @@ pub(crate) async fn login<A: Authenticator>(
             let _ = session.close(CloseCode::ServerShutdown, "server shutting down", retry);
         }
         let close = drain(&mut session, &mut buf, &mut frames);
-        if !frames.is_empty() && write(&mut conn, &mut frames, write_timeout).await.is_err() {
+        // Boxed, here and below: only a login that fails writes before its
+        // answer, and the states of these futures would otherwise size
+        // every login's task.
+        if !frames.is_empty()
+            && Box::pin(write(&mut conn, &mut frames, write_timeout))
+                .await
+                .is_err()
+        {
             return Err(Ended::Lost);
         }
         if close {
-            let _ = conn.close_with_linger(LINGER).await;
+            let _ = Box::pin(conn.close_with_linger(LINGER)).await;
             return Err(Ended::Closed);
         }
         if let Some(ServerEvent::LoginRequested(login)) = session.poll_event() {
@@ -159,8 +166,11 @@ pub(crate) async fn login<A: Authenticator>(
     else {
         // Rejected (or timed out): send the answer, then close.
         let _ = drain(&mut session, &mut buf, &mut frames);
-        if write(&mut conn, &mut frames, write_timeout).await.is_ok() {
-            let _ = conn.close_with_linger(LINGER).await;
+        if Box::pin(write(&mut conn, &mut frames, write_timeout))
+            .await
+            .is_ok()
+        {
+            let _ = Box::pin(conn.close_with_linger(LINGER)).await;
         }
         return Err(Ended::Closed);
     };

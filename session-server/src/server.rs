@@ -361,6 +361,9 @@ async fn accept_loop<A: Authenticator>(mut bound: wire::Bound, shared: Arc<Share
                                 return;
                             }
                         };
+                        // Not boxed: the login is on every connection's
+                        // path, and one allocation for the task and its
+                        // login leaves fewer holes behind than two.
                         let login = connection::login(conn, session, remote, shared, auth, slot);
                         match login.await {
                             // The attached phase gets a small task of its own;
