@@ -41,7 +41,7 @@ pub struct ServerOptions {
     /// poll and a slab of connections instead of a task per session (see
     /// `docs/server.md`). 0 gives every session a task, as TLS and
     /// WSS sessions always get. Default: one per available core
-    /// (at most 8).
+    /// (at most 8). At most 65,535 are started.
     pub reactor_threads: usize,
 }
 

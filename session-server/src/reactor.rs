@@ -25,7 +25,7 @@
 //! - **Waking:** anything that changes a session (a publish, a kick, a
 //!   response) goes through `Shared::with_session`, which sends the
 //!   session's slot to its reactor's inbox once until the reactor looks
-//!   (the cell's `woken` flag) and signals the reactor's `mio::Waker` only
+//!   (the driver's `woken` flag) and signals the reactor's `mio::Waker` only
 //!   if the reactor may be asleep.
 //! - **Timers:** one deadline per connection (the core's `poll_timeout`,
 //!   the write deadline, the close linger) in a binary heap, re-armed
@@ -149,7 +149,7 @@ impl Drop for StopOnDrop {
 }
 
 /// Starts reactor number `index` of `shared` on a thread of its own.
-pub(crate) fn spawn(index: u32, poll: Poll, shared: Arc<Shared>) -> io::Result<()> {
+pub(crate) fn spawn(index: u16, poll: Poll, shared: Arc<Shared>) -> io::Result<()> {
     let runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name(format!("session-reactor-{index}"))
@@ -265,7 +265,7 @@ enum Outcome {
 }
 
 struct Reactor {
-    index: u32,
+    index: u16,
     poll: Poll,
     shared: Arc<Shared>,
     runtime: tokio::runtime::Handle,
@@ -436,9 +436,9 @@ impl Reactor {
             if state.attachment == attachment {
                 state.driver = Some(Driver {
                     reactor: self.index,
+                    woken: false,
                     slot,
                 });
-                state.woken = false;
             }
         }
         self.conns[slot as usize] = Some(Conn {
@@ -579,7 +579,7 @@ impl Reactor {
                 return false;
             }
             // This reactor drives the session right after: no wake-up.
-            state.woken = true;
+            state.set_woken(true);
             for frame in frames {
                 if let Err(error) = state.session.handle_frame(now, frame) {
                     warn!(remote = %cell.info.remote_addr, session = %cell.info.id, %error, "protocol error");
@@ -641,7 +641,7 @@ impl Reactor {
                 if state.attachment != conn.attachment {
                     return Outcome::Drop; // resumed elsewhere
                 }
-                state.woken = false;
+                state.set_woken(false);
                 loop {
                     if out.len() >= WRITE_BATCH {
                         break Drained::More;
@@ -874,7 +874,7 @@ impl Reactor {
             if state.attachment != attachment {
                 return false;
             }
-            state.woken = true;
+            state.set_woken(true);
             state.session.handle_timeout(now);
             true
         });
@@ -957,7 +957,7 @@ mod tests {
             size_of::<Option<Conn>>()
         );
         assert!(
-            size_of::<SessionCell>() <= 288,
+            size_of::<SessionCell>() <= 280,
             "{}",
             size_of::<SessionCell>()
         );

@@ -32,9 +32,6 @@ pub(crate) struct CellState {
     /// The reactor slot driving the attached connection, if a reactor does
     /// (otherwise a task or the detached watchdog waits on `waiters`).
     pub(crate) driver: Option<Driver>,
-    /// A wake-up is already on its way to `driver` (or the driver is about
-    /// to look at the session anyway): later changes need not send another.
-    pub(crate) woken: bool,
     /// Wakes the tasks that wait on this session: an attached connection's
     /// task (to write new output), one a resume replaced (to leave), a
     /// detached session's watchdog. Made by the first of them, so a session
@@ -49,10 +46,13 @@ enum Wake {
     Nobody,
 }
 
-/// Where a reactor-driven connection lives.
+/// Where a reactor-driven connection lives (8 bytes, `None` included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Driver {
-    pub(crate) reactor: u32,
+    pub(crate) reactor: u16,
+    /// A wake-up is already on its way (or the reactor is about to look at
+    /// the session anyway): later changes need not send another.
+    pub(crate) woken: bool,
     pub(crate) slot: u32,
 }
 
@@ -62,7 +62,6 @@ impl CellState {
             session,
             attachment,
             driver: None,
-            woken: false,
             waiters: None,
         }
     }
@@ -73,6 +72,14 @@ impl CellState {
     /// that has not started waiting yet).
     pub(crate) fn waiters(&mut self) -> Arc<Notify> {
         self.waiters.get_or_insert_with(Default::default).clone()
+    }
+
+    /// Records whether the reactor driving the session (if one does) has a
+    /// wake-up on its way or looks at the session anyway.
+    pub(crate) fn set_woken(&mut self, woken: bool) {
+        if let Some(driver) = &mut self.driver {
+            driver.woken = woken;
+        }
     }
 }
 
@@ -219,11 +226,11 @@ impl Shared {
             let mut state = cell.lock();
             let result = f(&mut state);
             self.forward_events(cell, &mut state.session);
-            let wake = match state.driver {
+            let wake = match &mut state.driver {
                 // A reactor drives the session: one wake-up until it looks.
-                Some(driver) if !state.woken => {
-                    state.woken = true;
-                    Wake::Reactor(driver)
+                Some(driver) if !driver.woken => {
+                    driver.woken = true;
+                    Wake::Reactor(*driver)
                 }
                 Some(_) => Wake::Nobody,
                 None => state.waiters.clone().map_or(Wake::Nobody, Wake::Tasks),

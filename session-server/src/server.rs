@@ -185,14 +185,15 @@ impl<A: Authenticator, L: SessionListener, H: RequestHandler> ServerBuilder<A, L
             (0..shards).map(|_| mpsc::unbounded_channel()).unzip();
         let mut reactors = Vec::new();
         let mut polls = Vec::new();
-        for _ in 0..self.options.reactor_threads {
+        // Sessions name their reactor in 16 bits.
+        for _ in 0..self.options.reactor_threads.min(usize::from(u16::MAX)) {
             let (reactor, poll) = ReactorHandle::new().map_err(StartError::Reactor)?;
             reactors.push(reactor);
             polls.push(poll);
         }
         let shared = Arc::new(Shared::new(self.options, limiter, senders, reactors));
-        for (index, poll) in polls.into_iter().enumerate() {
-            reactor::spawn(index as u32, poll, shared.clone()).map_err(StartError::Reactor)?;
+        for (index, poll) in (0..=u16::MAX).zip(polls) {
+            reactor::spawn(index, poll, shared.clone()).map_err(StartError::Reactor)?;
         }
         // The reactors stop when the runtime drops this task (or at shutdown).
         let stop = StopOnDrop(shared.clone());
