@@ -162,7 +162,11 @@ pub(crate) async fn login<A: Authenticator>(
         }
     };
 
-    let Some((cell, attachment)) = decide(&mut session, *login, remote, &shared, &*auth).await
+    // Boxed: a login waits for its frame far longer than for its decision
+    // (the authenticator usually answers at once), so the decision's state
+    // (0.7 KB) need not sit in every waiting login's task.
+    let Some((cell, attachment)) =
+        Box::pin(decide(&mut session, *login, remote, &shared, &*auth)).await
     else {
         // Rejected (or timed out): send the answer, then close.
         let _ = drain(&mut session, &mut buf, &mut frames);
