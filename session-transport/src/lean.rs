@@ -37,7 +37,7 @@ pub(crate) struct LeanFramed {
 }
 
 /// What a fresh read buffer reserves: a login or a heartbeat fits.
-const FIRST_READ: usize = 512;
+const FIRST_READ: usize = 256;
 
 impl LeanFramed {
     pub(crate) fn new(
