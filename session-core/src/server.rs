@@ -147,7 +147,6 @@ struct Outbox {
     /// The server time for the queued `LoginOk` or `HeartbeatAck`: the time
     /// of the latest input that queued one (both carry it if both wait).
     server_time_ms: u64,
-    farewell: Option<Box<Farewell>>,
     /// `LoginOk` to send, and whether it resumed.
     login_ok: Option<bool>,
     /// `HeartbeatAck` to send.
@@ -215,11 +214,6 @@ pub struct ServerSession {
     deadline: Option<Instant>,
     session_id: SessionId,
     resume_token: [u8; RESUME_TOKEN_LEN],
-    /// The token the client presented at its last resume, still accepted
-    /// until a frame from the client shows it received the new one: if that
-    /// `LoginOk` is lost with the connection, the client still holds this
-    /// one and must not be locked out. Boxed: rarely present.
-    previous_token: Option<Box<[u8; RESUME_TOKEN_LEN]>>,
     heartbeat_ms: u32,
     timeout_ms: u32,
     /// The sequence number of the oldest event in the backlog's `unacked`
@@ -238,8 +232,28 @@ pub struct ServerSession {
     out: Outbox,
     /// Present only while something is in flight.
     backlog: Option<Box<Backlog>>,
-    /// Boxed: only a session that failed has one.
-    error: Option<Box<ProtocolError>>,
+    /// Present only after a resume, while closing, or after a failure.
+    rare: Option<Box<Rare>>,
+}
+
+/// What few sessions have, boxed together: one pointer in every session.
+#[derive(Debug, Default)]
+struct Rare {
+    /// The token the client presented at its last resume, still accepted
+    /// until a frame from the client shows it received the new one: if that
+    /// `LoginOk` is lost with the connection, the client still holds this
+    /// one and must not be locked out.
+    previous_token: Option<[u8; RESUME_TOKEN_LEN]>,
+    /// The final frame to send before the connection closes.
+    farewell: Option<Farewell>,
+    /// The protocol error that closed the session (sticky).
+    error: Option<ProtocolError>,
+}
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.previous_token.is_none() && self.farewell.is_none() && self.error.is_none()
+    }
 }
 
 impl ServerSession {
@@ -252,7 +266,6 @@ impl ServerSession {
             phase: Phase::Accepted,
             session_id: SessionId(0),
             resume_token: [0; RESUME_TOKEN_LEN],
-            previous_token: None,
             heartbeat_ms: 0,
             timeout_ms: 0,
             acked_seq: 0,
@@ -263,7 +276,7 @@ impl ServerSession {
             rate_frames: 0,
             out: Outbox::default(),
             backlog: None,
-            error: None,
+            rare: None,
         }
     }
 
@@ -317,15 +330,15 @@ impl ServerSession {
 
     /// The protocol error that closed this session, if one did.
     pub fn error(&self) -> Option<&ProtocolError> {
-        self.error.as_deref()
+        self.rare.as_ref().and_then(|rare| rare.error.as_ref())
     }
 
     // ---- input ----
 
     /// Handles one frame from the client, received at `now`.
     pub fn handle_frame(&mut self, now: Instant, frame: Bytes) -> Result<(), ProtocolError> {
-        if let Some(error) = &self.error {
-            return Err((**error).clone());
+        if let Some(error) = self.error() {
+            return Err(error.clone());
         }
         match self.phase {
             // No connection is attached, or it is being closed: late frames
@@ -374,7 +387,7 @@ impl ServerSession {
     /// invalid prefix, a text WebSocket message): the session closes as if
     /// `handle_frame` had found it, with the close signal queued.
     pub fn handle_protocol_error(&mut self, now: Instant, error: ProtocolError) {
-        if self.error.is_none() && self.phase != Phase::Closed {
+        if self.error().is_none() && self.phase != Phase::Closed {
             let _ = self.fail(now, error);
         }
     }
@@ -452,10 +465,10 @@ impl ServerSession {
         }
         self.phase = Phase::Closed;
         self.deadline = None;
-        self.out.farewell = Some(Box::new(Farewell::Reject {
+        self.rare_mut().farewell = Some(Farewell::Reject {
             code,
             message: message.to_owned(),
-        }));
+        });
         self.out.close_connection = true;
         Ok(())
     }
@@ -479,10 +492,9 @@ impl ServerSession {
         }
         let id_ok = request.session_id == self.session_id;
         let current_ok = constant_time_eq(&request.resume_token, &self.resume_token);
-        let previous_ok = self
-            .previous_token
-            .as_deref()
-            .is_some_and(|previous| constant_time_eq(&request.resume_token, previous));
+        let previous_token = self.rare.as_ref().and_then(|rare| rare.previous_token);
+        let previous_ok = previous_token
+            .is_some_and(|previous| constant_time_eq(&request.resume_token, &previous));
         if !(id_ok & (current_ok | previous_ok)) {
             return Err(ResumeRejected::BadToken);
         }
@@ -503,12 +515,9 @@ impl ServerSession {
         let presented = if current_ok {
             self.resume_token
         } else {
-            self.previous_token
-                .as_deref()
-                .copied()
-                .unwrap_or(self.resume_token)
+            previous_token.unwrap_or(self.resume_token)
         };
-        self.previous_token = Some(Box::new(presented));
+        self.rare_mut().previous_token = Some(presented);
         entropy.fill_bytes(&mut self.resume_token);
         self.phase = Phase::Open;
         self.touch(now);
@@ -617,8 +626,8 @@ impl ServerSession {
             server_frame::Kind::Response(response)
         } else if let Some(event) = self.next_event() {
             server_frame::Kind::Event(event)
-        } else if let Some(farewell) = self.out.farewell.take() {
-            match *farewell {
+        } else if let Some(farewell) = self.take_farewell() {
+            match farewell {
                 Farewell::Close {
                     code,
                     reason,
@@ -734,9 +743,30 @@ impl ServerSession {
         self.out.server_time_ms = self.server_time_ms(now);
     }
 
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Drops the rare state once nothing is in it.
+    fn tidy_rare(&mut self) {
+        if self.rare.as_ref().is_some_and(|rare| rare.is_empty()) {
+            self.rare = None;
+        }
+    }
+
+    fn take_farewell(&mut self) -> Option<Farewell> {
+        let farewell = self.rare.as_mut()?.farewell.take();
+        self.tidy_rare();
+        farewell
+    }
+
     /// Forgets what was meant for a connection that is gone.
     fn clear_outbox(&mut self) {
         self.out = Outbox::default();
+        if let Some(rare) = &mut self.rare {
+            rare.farewell = None;
+            self.tidy_rare();
+        }
         if let Some(backlog) = self.backlog.as_mut() {
             backlog.responses_due = VecDeque::new();
         }
@@ -803,7 +833,10 @@ impl ServerSession {
         self.count_frame(now)?;
         // A client sends nothing before its `LoginOk`: this frame shows it
         // holds the current token, so the previous one stops working.
-        self.previous_token = None;
+        if let Some(rare) = &mut self.rare {
+            rare.previous_token = None;
+            self.tidy_rare();
+        }
         // Any frame is liveness, not only heartbeats.
         self.touch(now);
         match kind {
@@ -971,18 +1004,18 @@ impl ServerSession {
             Phase::Accepted | Phase::Authenticating | Phase::Open
         );
         if attached && !self.out.close_connection {
-            self.out.farewell = Some(Box::new(Farewell::Close {
+            self.rare_mut().farewell = Some(Farewell::Close {
                 code,
                 reason: reason.clone(),
                 retry_after_ms,
-            }));
+            });
             self.out.close_connection = true;
         }
         self.finish(code, reason);
     }
 
     fn fail(&mut self, _now: Instant, error: ProtocolError) -> Result<(), ProtocolError> {
-        self.error = Some(Box::new(error.clone()));
+        self.rare_mut().error = Some(error.clone());
         self.close_with(error.close_code(), error.to_string());
         Err(error)
     }
@@ -1007,5 +1040,112 @@ fn client_frame_name(kind: &client_frame::Kind) -> &'static str {
         client_frame::Kind::Request(_) => "request",
         client_frame::Kind::Ack(_) => "ack",
         client_frame::Kind::Logout(_) => "logout",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SplitMix64;
+
+    fn frame(kind: client_frame::Kind) -> Bytes {
+        v1::ClientFrame { kind: Some(kind) }.encode_to_vec().into()
+    }
+
+    /// Sends everything queued and takes every event.
+    fn drain(session: &mut ServerSession) -> Vec<ServerEvent> {
+        let mut buf = BytesMut::new();
+        while session.poll_transmit(&mut buf, Framing::Bare).is_some() {
+            buf.clear();
+        }
+        std::iter::from_fn(|| session.poll_event()).collect()
+    }
+
+    fn idle(session: &ServerSession) -> bool {
+        session.backlog.is_none() && session.rare.is_none()
+    }
+
+    /// The memory budget of `docs/core.md`: an idle open session keeps
+    /// nothing on the heap, whatever it went through.
+    #[test]
+    fn an_idle_session_holds_no_backlog_and_no_rare_state() {
+        // Reason: a test needs one real instant to count virtual time from.
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        let mut entropy = SplitMix64::new(7);
+        let mut session = ServerSession::new(now, Arc::new(ServerConfig::default()));
+        let login = v1::Login {
+            protocol_version: session_proto::PROTOCOL_VERSION,
+            user_id: "ada".into(),
+            ..Default::default()
+        };
+        session
+            .handle_frame(now, frame(client_frame::Kind::Login(login)))
+            .unwrap();
+        assert!(matches!(
+            session.poll_event(),
+            Some(ServerEvent::LoginRequested(_))
+        ));
+        session.accept_login(now, 0, &mut entropy).unwrap();
+        assert!(!idle(&session), "Opened waits for the application");
+        drain(&mut session);
+        assert!(idle(&session));
+
+        // An event, delivered and acknowledged.
+        session.publish(Bytes::from_static(b"news")).unwrap();
+        drain(&mut session);
+        assert!(!idle(&session), "the event waits for its ack");
+        let ack = v1::Ack {
+            event_seq: 1,
+            ..Default::default()
+        };
+        session
+            .handle_frame(now, frame(client_frame::Kind::Ack(ack)))
+            .unwrap();
+        assert!(idle(&session));
+
+        // A request, answered, and the answer acknowledged.
+        let request = v1::Request {
+            request_id: 1,
+            body: Bytes::from_static(b"q"),
+            ..Default::default()
+        };
+        session
+            .handle_frame(now, frame(client_frame::Kind::Request(request)))
+            .unwrap();
+        assert!(matches!(
+            drain(&mut session)[..],
+            [ServerEvent::Request { id: 1, .. }]
+        ));
+        session.respond(1, Ok(Bytes::from_static(b"a"))).unwrap();
+        drain(&mut session);
+        assert!(!idle(&session), "the response waits for its ack");
+        let heartbeat = v1::Heartbeat {
+            ack_event_seq: 1,
+            ack_request_id: 1,
+        };
+        session
+            .handle_frame(now, frame(client_frame::Kind::Heartbeat(heartbeat)))
+            .unwrap();
+        drain(&mut session);
+        assert!(idle(&session));
+
+        // A resume: the presented token stays valid until the client's
+        // next frame shows it holds the new one.
+        session.handle_disconnect(now);
+        drain(&mut session);
+        let resume = ResumeRequest {
+            session_id: session.session_id,
+            resume_token: Bytes::copy_from_slice(&session.resume_token),
+            last_event_seq: 1,
+        };
+        session.resume(now, &resume, &mut entropy).unwrap();
+        drain(&mut session);
+        assert!(!idle(&session), "the previous token is kept");
+        session
+            .handle_frame(now, frame(client_frame::Kind::Heartbeat(heartbeat)))
+            .unwrap();
+        drain(&mut session);
+        assert!(idle(&session));
     }
 }
