@@ -328,6 +328,15 @@ impl ServerSession {
             .map_or(0, |backlog| backlog.unacked.len())
     }
 
+    /// Whether the session keeps nothing beyond its inline state: no event
+    /// or response awaits an acknowledgement, the application or the
+    /// connection, no close is under way, and no previous resume token or
+    /// error is kept. An open session between exchanges is idle, and then
+    /// holds no heap memory at all (see `docs/core.md`).
+    pub fn is_idle(&self) -> bool {
+        self.backlog.is_none() && self.rare.is_none()
+    }
+
     /// The protocol error that closed this session, if one did.
     pub fn error(&self) -> Option<&ProtocolError> {
         self.rare.as_ref().and_then(|rare| rare.error.as_ref())
@@ -1040,112 +1049,5 @@ fn client_frame_name(kind: &client_frame::Kind) -> &'static str {
         client_frame::Kind::Request(_) => "request",
         client_frame::Kind::Ack(_) => "ack",
         client_frame::Kind::Logout(_) => "logout",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::SplitMix64;
-
-    fn frame(kind: client_frame::Kind) -> Bytes {
-        v1::ClientFrame { kind: Some(kind) }.encode_to_vec().into()
-    }
-
-    /// Sends everything queued and takes every event.
-    fn drain(session: &mut ServerSession) -> Vec<ServerEvent> {
-        let mut buf = BytesMut::new();
-        while session.poll_transmit(&mut buf, Framing::Bare).is_some() {
-            buf.clear();
-        }
-        std::iter::from_fn(|| session.poll_event()).collect()
-    }
-
-    fn idle(session: &ServerSession) -> bool {
-        session.backlog.is_none() && session.rare.is_none()
-    }
-
-    /// The memory budget of `docs/core.md`: an idle open session keeps
-    /// nothing on the heap, whatever it went through.
-    #[test]
-    fn an_idle_session_holds_no_backlog_and_no_rare_state() {
-        // Reason: a test needs one real instant to count virtual time from.
-        #[allow(clippy::disallowed_methods)]
-        let now = Instant::now();
-        let mut entropy = SplitMix64::new(7);
-        let mut session = ServerSession::new(now, Arc::new(ServerConfig::default()));
-        let login = v1::Login {
-            protocol_version: session_proto::PROTOCOL_VERSION,
-            user_id: "ada".into(),
-            ..Default::default()
-        };
-        session
-            .handle_frame(now, frame(client_frame::Kind::Login(login)))
-            .unwrap();
-        assert!(matches!(
-            session.poll_event(),
-            Some(ServerEvent::LoginRequested(_))
-        ));
-        session.accept_login(now, 0, &mut entropy).unwrap();
-        assert!(!idle(&session), "Opened waits for the application");
-        drain(&mut session);
-        assert!(idle(&session));
-
-        // An event, delivered and acknowledged.
-        session.publish(Bytes::from_static(b"news")).unwrap();
-        drain(&mut session);
-        assert!(!idle(&session), "the event waits for its ack");
-        let ack = v1::Ack {
-            event_seq: 1,
-            ..Default::default()
-        };
-        session
-            .handle_frame(now, frame(client_frame::Kind::Ack(ack)))
-            .unwrap();
-        assert!(idle(&session));
-
-        // A request, answered, and the answer acknowledged.
-        let request = v1::Request {
-            request_id: 1,
-            body: Bytes::from_static(b"q"),
-            ..Default::default()
-        };
-        session
-            .handle_frame(now, frame(client_frame::Kind::Request(request)))
-            .unwrap();
-        assert!(matches!(
-            drain(&mut session)[..],
-            [ServerEvent::Request { id: 1, .. }]
-        ));
-        session.respond(1, Ok(Bytes::from_static(b"a"))).unwrap();
-        drain(&mut session);
-        assert!(!idle(&session), "the response waits for its ack");
-        let heartbeat = v1::Heartbeat {
-            ack_event_seq: 1,
-            ack_request_id: 1,
-        };
-        session
-            .handle_frame(now, frame(client_frame::Kind::Heartbeat(heartbeat)))
-            .unwrap();
-        drain(&mut session);
-        assert!(idle(&session));
-
-        // A resume: the presented token stays valid until the client's
-        // next frame shows it holds the new one.
-        session.handle_disconnect(now);
-        drain(&mut session);
-        let resume = ResumeRequest {
-            session_id: session.session_id,
-            resume_token: Bytes::copy_from_slice(&session.resume_token),
-            last_event_seq: 1,
-        };
-        session.resume(now, &resume, &mut entropy).unwrap();
-        drain(&mut session);
-        assert!(!idle(&session), "the previous token is kept");
-        session
-            .handle_frame(now, frame(client_frame::Kind::Heartbeat(heartbeat)))
-            .unwrap();
-        drain(&mut session);
-        assert!(idle(&session));
     }
 }
