@@ -190,13 +190,20 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn frames_flow_both_ways_and_idle_connections_hold_no_buffers() {
+    /// A loopback connection: the client's end, and the server's framed
+    /// with frames up to `max_frame_len` and 4 KiB read chunks.
+    async fn connected(max_frame_len: usize) -> (TcpStream, LeanFramed) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        let mut client = client.unwrap();
-        let mut framed = LeanFramed::new(server.unwrap().0, FrameCodec::new(1024), 4096, 4096);
+        let codec = FrameCodec::new(max_frame_len);
+        let framed = LeanFramed::new(server.unwrap().0, codec, 4096, 4096);
+        (client.unwrap(), framed)
+    }
+
+    #[tokio::test]
+    async fn frames_flow_both_ways_and_idle_connections_hold_no_buffers() {
+        let (mut client, mut framed) = connected(1024).await;
 
         // Two frames and half a third in one write, the rest later.
         client.write_all(b"\x03abc\x02de\x04fg").await.unwrap();
@@ -229,12 +236,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_fresh_read_buffer_starts_small_and_a_burst_grows_it() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        let mut client = client.unwrap();
-        let codec = FrameCodec::new(1 << 20);
-        let mut framed = LeanFramed::new(server.unwrap().0, codec, 4096, 4096);
+        let (mut client, mut framed) = connected(1 << 20).await;
 
         // Half of a small frame: it waits in a buffer of the small size.
         client.write_all(b"\x0aabcde").await.unwrap();
