@@ -687,22 +687,10 @@ impl Harness {
                 ),
             },
             client_frame::Kind::Heartbeat(hb) => {
-                assert!(
-                    hb.ack_event_seq <= self.acked,
-                    "heartbeat acks {} beyond {}",
-                    hb.ack_event_seq,
-                    self.acked
-                );
-                assert!(hb.ack_request_id <= self.issued);
+                self.check_acks("heartbeat", hb.ack_event_seq, hb.ack_request_id);
             }
             client_frame::Kind::Ack(ack) => {
-                assert!(
-                    ack.event_seq <= self.acked,
-                    "ack {} beyond {}",
-                    ack.event_seq,
-                    self.acked
-                );
-                assert!(ack.ack_request_id <= self.issued);
+                self.check_acks("ack", ack.event_seq, ack.ack_request_id);
             }
             client_frame::Kind::Request(request) => {
                 assert!(
@@ -714,6 +702,21 @@ impl Harness {
             }
             client_frame::Kind::Logout(_) => self.logout_sent = true,
         }
+    }
+
+    /// A frame's acknowledgements (`what`: which kind of frame) never run
+    /// ahead of what the client received and issued.
+    fn check_acks(&self, what: &str, event_seq: u64, request_id: u64) {
+        assert!(
+            event_seq <= self.acked,
+            "{what} acks event {event_seq} beyond {}",
+            self.acked
+        );
+        assert!(
+            request_id <= self.issued,
+            "{what} acks request {request_id} beyond {}",
+            self.issued
+        );
     }
 
     fn on_event(&mut self, event: ClientEvent) {
