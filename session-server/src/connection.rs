@@ -389,8 +389,11 @@ pub(crate) async fn attached(attached: Attached) -> Ended {
     let write_timeout = shared.options.write_timeout;
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
+    // Taken before the first look at the session, once: a cell's waiters
+    // never change after they are made.
+    let waiters = cell.lock().waiters();
     let ended = loop {
-        let (close, deadline, waiters) = {
+        let (close, deadline) = {
             let mut state = cell.lock();
             if state.attachment != attachment {
                 break Ended::Replaced;
@@ -399,9 +402,8 @@ pub(crate) async fn attached(attached: Attached) -> Ended {
             // left by a connection this one resumed from) may take its
             // wake-ups.
             state.driver = None;
-            let waiters = state.waiters();
             let close = drain(&mut state.session, &mut buf, &mut frames);
-            (close, state.session.poll_timeout(), waiters)
+            (close, state.session.poll_timeout())
         };
         // Boxed: the write state (with its deadline) would otherwise sit in
         // every idle session's task.
@@ -498,13 +500,15 @@ pub(crate) fn detach(shared: &Arc<Shared>, cell: &Arc<SessionCell>, attachment: 
 
 /// Drives a detached session's expiry until it is resumed or closes.
 pub(crate) async fn watch_detached(cell: Arc<SessionCell>, shared: Arc<Shared>) {
+    // Taken before the first look at the session, once (as above).
+    let waiters = cell.lock().waiters();
     loop {
-        let (deadline, waiters) = {
-            let mut state = cell.lock();
+        let deadline = {
+            let state = cell.lock();
             if state.attachment != 0 || state.session.state() != ServerState::Detached {
                 return;
             }
-            (state.session.poll_timeout(), state.waiters())
+            state.session.poll_timeout()
         };
         tokio::select! {
             () = sleep_until(deadline) => shared.with_session(&cell, |state| {
