@@ -40,7 +40,7 @@ pub const STAMP_DIGITS: usize = 20;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-const READ_RESERVE: usize = 2048;
+const READ_RESERVE: usize = 512;
 
 /// Where sessions connect, and from which address.
 #[derive(Debug, Clone)]

@@ -323,7 +323,9 @@ impl Reactor {
                 self.turn(slot, now, |reactor, slot, now| reactor.drive(slot, now));
             }
             for slot in std::mem::take(&mut self.again) {
-                self.turn(slot, now, |reactor, slot, now| reactor.readable(slot, now));
+                self.turn(slot, now, |reactor, slot, now| {
+                    reactor.readable(slot, now, false)
+                });
             }
             self.expire(now);
             self.spawn_watchdogs();
@@ -351,8 +353,14 @@ impl Reactor {
                 if event.is_writable() {
                     self.turn(slot, now, |reactor, slot, now| reactor.writable(slot, now));
                 }
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    self.turn(slot, now, |reactor, slot, now| reactor.readable(slot, now));
+                let closed = event.is_read_closed() || event.is_error();
+                if event.is_readable() || closed {
+                    // With the peer's close or an error pending, read on
+                    // until the read says so: it will not be signalled again.
+                    let short_read_drains = !closed;
+                    self.turn(slot, now, |reactor, slot, now| {
+                        reactor.readable(slot, now, short_read_drains)
+                    });
                 }
             }
         }
@@ -467,7 +475,15 @@ impl Reactor {
 
     // ---- reading ----
 
-    fn readable(&mut self, slot: u32, now: Instant) -> Outcome {
+    /// Reads what the socket has, a turn's worth at most.
+    ///
+    /// `short_read_drains`: a read that returns less than it asked for
+    /// emptied the socket, so the turn ends there without another read to
+    /// see `WouldBlock` (epoll(7): under edge-triggered readiness, a short
+    /// read of a stream socket means its input is exhausted, and new input
+    /// raises a new event). Not when the event also reported the peer's
+    /// close or an error, which no later event would repeat.
+    fn readable(&mut self, slot: u32, now: Instant, short_read_drains: bool) -> Outcome {
         for _ in 0..READS_PER_TURN {
             let conn = self.conns[slot as usize]
                 .as_mut()
@@ -499,6 +515,9 @@ impl Reactor {
             let fresh = BytesMut::from(&self.scratch[..n]);
             if let Outcome::Drop = self.take_frames(slot, fresh, now) {
                 return Outcome::Drop;
+            }
+            if short_read_drains && n < self.scratch.len() {
+                return Outcome::Keep;
             }
         }
         // More may be waiting: come back after the others had a turn.

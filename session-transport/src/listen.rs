@@ -94,6 +94,10 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
 #[derive(Debug)]
 struct Shared {
     config: ListenerConfig,
+    /// The listener's own address when it is bound to one IP address: then
+    /// every connection's local address, known without asking the kernel.
+    /// `None` for a wildcard address, where it depends on the connection.
+    local_addr: Option<SocketAddr>,
 }
 
 /// A bound listening socket of one kind.
@@ -122,9 +126,10 @@ impl Listener {
             return Err(TransportError::TlsUnavailable { kind: config.kind });
         }
         let tcp = bind_tcp(config.addr)?;
+        let local_addr = Some(tcp.local_addr()?).filter(|addr| !addr.ip().is_unspecified());
         Ok(Self {
             tcp,
-            shared: Arc::new(Shared { config }),
+            shared: Arc::new(Shared { config, local_addr }),
         })
     }
 
@@ -192,7 +197,11 @@ impl Accepted {
         let config = &self.shared.config;
         // Frames are small and latency matters more than packet count.
         self.stream.set_nodelay(true)?;
-        let addrs = (self.peer_addr, self.stream.local_addr()?);
+        let local_addr = match self.shared.local_addr {
+            Some(addr) => addr,
+            None => self.stream.local_addr()?,
+        };
+        let addrs = (self.peer_addr, local_addr);
         let buffers = Buffers {
             read: config.read_buffer_size,
             write: config.write_buffer_size,

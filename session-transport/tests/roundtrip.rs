@@ -90,3 +90,25 @@ per_kind! {
     ws: Ws,
     wss: Wss,
 }
+
+/// A listener on a wildcard address reports each connection's own local
+/// address (it depends on the connection), and one on a specific address
+/// reports that address.
+#[tokio::test]
+async fn local_addresses_of_accepted_connections() {
+    use session_transport::{Listener, ListenerConfig};
+
+    for bind in ["0.0.0.0:0", "127.0.0.1:0"] {
+        let config = ListenerConfig::new(TransportKind::Tcp, bind.parse().expect("address"));
+        let listener = Listener::bind(config).await.expect("bind");
+        let port = listener.local_addr().expect("local address").port();
+        let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let (server, client) = tokio::join!(
+            common::accept(&listener),
+            tokio::net::TcpStream::connect(to)
+        );
+        let (server, client) = (server.expect("accept"), client.expect("connect"));
+        assert_eq!(server.local_addr(), to, "listener on {bind}");
+        assert_eq!(server.peer_addr(), client.local_addr().expect("address"));
+    }
+}
