@@ -101,29 +101,33 @@ impl Link {
                 inbox: BytesMut::new(),
                 decoder: FrameDecoder::new(max_frame_len),
             }),
-            Carrier::Ws => {
-                let stream = tcp_connect(target, target.ws).await?;
-                let url = format!("ws://{}{}", target.ws, target.ws_path);
-                let mut request = url
-                    .into_client_request()
-                    .map_err(|e| format!("ws url: {e}"))?;
-                request.headers_mut().insert(
-                    "Sec-WebSocket-Protocol",
-                    HeaderValue::from_static(WS_SUBPROTOCOL),
-                );
-                // Small buffers: thousands of these live in one process.
-                let config = WebSocketConfig::default()
-                    .read_buffer_size(4096)
-                    .write_buffer_size(0)
-                    .max_message_size(Some(max_frame_len))
-                    .max_frame_size(Some(max_frame_len));
-                let (ws, _response) =
-                    tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-                        .await
-                        .map_err(|e| format!("ws upgrade: {e}"))?;
-                Ok(Self::Ws(Box::new(ws)))
-            }
+            // Boxed: the upgrade's state (kilobytes) would otherwise size
+            // every session's task, TCP or not, for its whole life.
+            Carrier::Ws => Box::pin(Self::ws_connect(target, max_frame_len)).await,
         }
+    }
+
+    async fn ws_connect(target: &Target, max_frame_len: usize) -> Result<Self, String> {
+        let stream = tcp_connect(target, target.ws).await?;
+        let url = format!("ws://{}{}", target.ws, target.ws_path);
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| format!("ws url: {e}"))?;
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(WS_SUBPROTOCOL),
+        );
+        // Small buffers: thousands of these live in one process.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_message_size(Some(max_frame_len))
+            .max_frame_size(Some(max_frame_len));
+        let (ws, _response) =
+            tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+                .await
+                .map_err(|e| format!("ws upgrade: {e}"))?;
+        Ok(Self::Ws(Box::new(ws)))
     }
 
     fn framing(&self) -> Framing {
