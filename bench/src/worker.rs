@@ -62,12 +62,12 @@ pub async fn run(args: WorkerArgs) -> Result<(), String> {
     let (stop, _) = watch::channel(false);
     let worker = Arc::new(Worker {
         index: args.index,
-        target: Arc::new(Target {
-            tcp: args.tcp,
-            ws: args.ws,
-            ws_path: args.ws_path.clone(),
-            source: args.source,
-        }),
+        target: Arc::new(Target::new(
+            args.tcp,
+            args.ws,
+            args.ws_path.clone(),
+            args.source,
+        )),
         tally: Arc::new(Tally::default()),
         stop,
         out,
