@@ -268,3 +268,42 @@ async fn websocket_pings_are_answered_and_frames_behind_the_login_are_kept() {
         assert_eq!(server.handle().session_count(), 2);
     }
 }
+
+/// A client that sends a frame and closes at once (its data and its FIN in
+/// one readiness event) is seen to have gone at once: the reactor ends a
+/// turn on a short read only when the event did not also report the close,
+/// which no later event would repeat. Without that, the session would stay
+/// attached until its timeout (20 s here).
+#[tokio::test]
+async fn a_close_right_behind_a_frame_is_noticed() {
+    for reactor_threads in [1, 2] {
+        for kind in KINDS {
+            let server = start(options(reactor_threads), Recorder::default()).await;
+            let heartbeat = Duration::from_secs(10);
+            let mut client =
+                TestClient::online_with(&url(&server, kind), "alice", "web", heartbeat).await;
+            let handle = server.handle();
+            let id = handle.user_sessions("alice")[0].id;
+            // The last frame is an acknowledgement, which the server does
+            // not answer: no write of its own would run into the closed
+            // socket and reveal the close some other way.
+            handle.publish(id, "e1".into()).expect("publish");
+            client
+                .until(|e| matches!(e, ClientEvent::Message { seq: 1, .. }))
+                .await;
+            client.session.ack(1).expect("an ack");
+            client.flush().await;
+            client.drop_connection();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while handle.state(id) == Some(ServerState::Open) {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{kind} with {reactor_threads} reactors: the close went unnoticed"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(handle.state(id), Some(ServerState::Detached), "{kind}");
+            server.shutdown().await;
+        }
+    }
+}
