@@ -55,7 +55,7 @@ pub struct Target {
     /// all the ports of its own address.
     pub source: IpAddr,
     /// The next local port to try (see [`Target::bind`]).
-    pub next_port: AtomicU32,
+    next_port: AtomicU32,
 }
 
 /// The local ports a worker hands out, in turn: all but the privileged.
