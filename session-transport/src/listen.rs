@@ -208,55 +208,50 @@ impl Accepted {
             addrs,
         };
         let codec = FrameCodec::new(config.pre_login_max_frame_len);
+        // Boxed, the upgrade and the TLS handshake: their state (about
+        // 12 KB, most of it TLS) exists only while one runs, so awaiting a
+        // plain TCP connection's "handshake" costs no memory.
         match config.kind {
             TransportKind::Tcp => Ok(Transport::tcp(self.stream, codec, buffers)),
-            // Boxed: the handshakes' state (about 12 KB, most of it TLS)
-            // exists only while one runs, so awaiting a plain TCP
-            // connection's "handshake" costs no memory.
-            _ => Box::pin(self.secure_or_upgrade(deadline, codec, buffers)).await,
+            TransportKind::Ws => {
+                let ws = Box::pin(upgrade(self.stream, config, deadline)).await?;
+                Ok(Transport::ws(ws, buffers.addrs))
+            }
+            #[cfg(feature = "tls")]
+            kind @ (TransportKind::Tls | TransportKind::Wss) => {
+                Box::pin(self.secure(kind, deadline, codec, buffers)).await
+            }
+            #[cfg(not(feature = "tls"))]
+            kind => Err(TransportError::TlsUnavailable { kind }),
         }
     }
 
-    /// The TLS handshake and the WebSocket upgrade, for the kinds that have
-    /// them.
-    async fn secure_or_upgrade(
+    /// The TLS handshake, then for `wss` the WebSocket upgrade.
+    #[cfg(feature = "tls")]
+    async fn secure(
         self,
+        kind: TransportKind,
         deadline: tokio::time::Instant,
         codec: FrameCodec,
         buffers: Buffers,
     ) -> Result<Transport, TransportError> {
         let config = &self.shared.config;
-        let addrs = buffers.addrs;
-        match config.kind {
-            TransportKind::Tcp => Ok(Transport::tcp(self.stream, codec, buffers)),
-            TransportKind::Ws => Ok(Transport::ws(
-                upgrade(self.stream, config, deadline).await?,
-                addrs,
-            )),
-            #[cfg(feature = "tls")]
-            kind @ (TransportKind::Tls | TransportKind::Wss) => {
-                let Some(tls) = &config.tls else {
-                    return Err(TransportError::MissingTlsConfig { kind });
-                };
-                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(tls));
-                let stream = timeout_at(deadline, acceptor.accept(self.stream))
-                    .await
-                    .map_err(|_| TransportError::TimedOut {
-                        stage: "TLS handshake",
-                    })?
-                    .map_err(tls_handshake_error)?;
-                let stream = tokio_rustls::TlsStream::from(stream);
-                if kind == TransportKind::Tls {
-                    Ok(Transport::tls(stream, codec, buffers))
-                } else {
-                    Ok(Transport::wss(
-                        upgrade(stream, config, deadline).await?,
-                        addrs,
-                    ))
-                }
-            }
-            #[cfg(not(feature = "tls"))]
-            kind => Err(TransportError::TlsUnavailable { kind }),
+        let Some(tls) = &config.tls else {
+            return Err(TransportError::MissingTlsConfig { kind });
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(tls));
+        let stream = timeout_at(deadline, acceptor.accept(self.stream))
+            .await
+            .map_err(|_| TransportError::TimedOut {
+                stage: "TLS handshake",
+            })?
+            .map_err(tls_handshake_error)?;
+        let stream = tokio_rustls::TlsStream::from(stream);
+        if kind == TransportKind::Tls {
+            Ok(Transport::tls(stream, codec, buffers))
+        } else {
+            let ws = upgrade(stream, config, deadline).await?;
+            Ok(Transport::wss(ws, buffers.addrs))
         }
     }
 }

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+#[cfg(feature = "tls")]
+use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
+#[cfg(feature = "tls")]
 use tokio_util::codec::Framed;
 
 use crate::FrameCodec;
