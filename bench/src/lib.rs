@@ -47,3 +47,4 @@ pub mod sim;
 pub mod stats;
 pub mod suite;
 pub mod worker;
+pub mod yardstick;

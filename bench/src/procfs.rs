@@ -79,6 +79,16 @@ pub fn cpu_ns(pid: u32) -> io::Result<u64> {
     Ok(total)
 }
 
+/// CPU time of the calling thread, in nanoseconds
+/// (`/proc/thread-self/schedstat`).
+pub fn thread_cpu_ns() -> io::Result<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat")?;
+    text.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| io::Error::other("unreadable schedstat"))
+}
+
 /// Whether `pid` has exited (gone, or a zombie: its files are closed).
 pub fn exited(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -17,6 +17,7 @@ use crate::coord::WorkerProc;
 use crate::procfs::{self, Sample};
 use crate::server::ServerProcess;
 use crate::stats::{Counts, Latency, Percentiles, latency};
+use crate::yardstick;
 
 /// The scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -214,6 +215,8 @@ struct Logins {
 }
 
 const MB: f64 = 1024.0 * 1024.0;
+/// Round trips per yardstick measurement (a few hundred milliseconds).
+const YARDSTICK_ROUND_TRIPS: u32 = 10_000;
 
 impl Bench {
     /// A coordinator.
@@ -415,9 +418,20 @@ impl Bench {
         Ok(total)
     }
 
-    /// Runs one scenario once.
+    /// Runs one scenario once. A CPU-bound scenario first measures the
+    /// machine's [`yardstick`](crate::yardstick) and also reports its
+    /// server CPU in loopback round trips.
     pub async fn run(&self, scenario: Scenario) -> Result<RunResult, String> {
-        match scenario {
+        let yardstick = match scenario {
+            Scenario::S1 | Scenario::S2cpu | Scenario::S3 | Scenario::S4 => Some(
+                tokio::task::spawn_blocking(|| yardstick::loopback(YARDSTICK_ROUND_TRIPS))
+                    .await
+                    .map_err(|e| format!("yardstick: {e}"))?
+                    .map_err(|e| format!("yardstick: {e}"))?,
+            ),
+            _ => None,
+        };
+        let mut result = match scenario {
             Scenario::S1 => self.s1().await,
             Scenario::S2 => self.s2(Carrier::Tcp).await,
             Scenario::S2ws => self.s2(Carrier::Ws).await,
@@ -426,7 +440,31 @@ impl Bench {
             Scenario::S3lat => self.s3(Some(self.sizes.s3lat_rate)).await,
             Scenario::S4 => self.s4().await,
             Scenario::Sim => self.sim().await,
+        }?;
+        if let Some(yardstick) = yardstick {
+            let rt_us = yardstick.round_trip_cpu_us;
+            let figures = &mut result.figures;
+            figures.insert("yardstick_rt_cpu_us".into(), rt_us);
+            figures.insert("yardstick_rt_wall_us".into(), yardstick.round_trip_wall_us);
+            // Server CPU per unit of work, in round trips.
+            let per_unit = match scenario {
+                Scenario::S1 => figures
+                    .get("server_cpu_s")
+                    .map(|cpu| (cpu, self.sizes.s1, "server_cpu_per_login_rt")),
+                Scenario::S2cpu => figures
+                    .get("cpu_s")
+                    .map(|cpu| (cpu, self.sizes.s2cpu, "cpu_per_heartbeat_rt")),
+                Scenario::S3 => figures
+                    .get("server_cpu_s")
+                    .map(|cpu| (cpu, self.sizes.s3_messages, "server_cpu_per_message_rt")),
+                _ => None,
+            };
+            if let Some((&cpu_s, units, key)) = per_unit.filter(|_| rt_us > 0.0) {
+                let per_unit_us = cpu_s * 1e6 / units.max(1) as f64;
+                figures.insert(key.into(), per_unit_us / rt_us);
+            }
         }
+        Ok(result)
     }
 
     async fn finish(rig: Rig, details: &mut serde_json::Value) {

@@ -105,6 +105,18 @@ pub fn rows(sizes: &Sizes) -> Vec<Row> {
         ),
         row(S1, "failed", "S1 failed logins", AtMost(0.0)),
         row(S1, "server_cpu_s", "S1 server CPU (s)", Info),
+        row(
+            S1,
+            "server_cpu_per_login_rt",
+            "S1 server CPU per login (round trips)",
+            Info,
+        ),
+        row(
+            S1,
+            "yardstick_rt_cpu_us",
+            "S1 yardstick: round trip CPU (us)",
+            Info,
+        ),
     ];
     for &n in &sizes.s2 {
         rows.push(row(
@@ -134,6 +146,18 @@ pub fn rows(sizes: &Sizes) -> Vec<Row> {
         ),
         row(S2cpu, "cpu_ticks_s", "S2 CPU, from utime+stime (s)", Info),
         row(
+            S2cpu,
+            "cpu_per_heartbeat_rt",
+            "S2 CPU per heartbeat (round trips)",
+            Info,
+        ),
+        row(
+            S2cpu,
+            "yardstick_rt_cpu_us",
+            "S2 yardstick: round trip CPU (us)",
+            Info,
+        ),
+        row(
             S3,
             "delivered_per_s",
             format!(
@@ -150,6 +174,18 @@ pub fn rows(sizes: &Sizes) -> Vec<Row> {
             Info,
         ),
         row(S3, "server_cpu_s", "S3 server CPU (s)", Info),
+        row(
+            S3,
+            "server_cpu_per_message_rt",
+            "S3 server CPU per message (round trips)",
+            Info,
+        ),
+        row(
+            S3,
+            "yardstick_rt_cpu_us",
+            "S3 yardstick: round trip CPU (us)",
+            Info,
+        ),
         row(
             S3lat,
             "latency_p50_ms",
@@ -187,6 +223,12 @@ pub fn rows(sizes: &Sizes) -> Vec<Row> {
             AtMost(0.19),
         ),
         row(S4, "clients_closed_s", "S4 client processes gone (s)", Info),
+        row(
+            S4,
+            "yardstick_rt_wall_us",
+            "S4 yardstick: round trip wall time (us)",
+            Info,
+        ),
     ]);
     for &n in &sizes.sim {
         rows.push(row(
