@@ -419,8 +419,8 @@ impl Bench {
     }
 
     /// Runs one scenario once. A CPU-bound scenario first measures the
-    /// machine's [`yardstick`](crate::yardstick) and also reports its
-    /// server CPU in loopback round trips.
+    /// machine's [`yardstick`] and also reports its server CPU in loopback
+    /// round trips.
     pub async fn run(&self, scenario: Scenario) -> Result<RunResult, String> {
         let yardstick = match scenario {
             Scenario::S1 | Scenario::S2cpu | Scenario::S3 | Scenario::S4 => Some(
