@@ -2,7 +2,9 @@
 //! and `Accepted::handshake`, which does TLS and the WebSocket upgrade
 //! before the login deadline.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -208,22 +210,33 @@ impl Accepted {
             addrs,
         };
         let codec = FrameCodec::new(config.pre_login_max_frame_len);
-        // Boxed, the upgrade and the TLS handshake: their state (about
-        // 12 KB, most of it TLS) exists only while one runs, so awaiting a
-        // plain TCP connection's "handshake" costs no memory.
-        match config.kind {
-            TransportKind::Tcp => Ok(Transport::tcp(self.stream, codec, buffers)),
-            TransportKind::Ws => {
-                let ws = Box::pin(upgrade(self.stream, config, deadline)).await?;
-                Ok(Transport::ws(ws, buffers.addrs))
-            }
-            #[cfg(feature = "tls")]
-            kind @ (TransportKind::Tls | TransportKind::Wss) => {
-                Box::pin(self.secure(kind, deadline, codec, buffers)).await
-            }
-            #[cfg(not(feature = "tls"))]
-            kind => Err(TransportError::TlsUnavailable { kind }),
-        }
+        // Boxed, each handshake in its own allocation of its own size (the
+        // TLS handshake's is about 12 KB, the upgrade's far less), and
+        // awaited at one point only: awaiting a plain TCP connection's
+        // "handshake" costs no memory, and a WebSocket upgrade no room for
+        // TLS.
+        let handshake: Pin<Box<dyn Future<Output = Result<Transport, TransportError>> + Send>> =
+            match config.kind {
+                TransportKind::Tcp => return Ok(Transport::tcp(self.stream, codec, buffers)),
+                TransportKind::Ws => Box::pin(self.upgrade_ws(deadline, buffers)),
+                #[cfg(feature = "tls")]
+                kind @ (TransportKind::Tls | TransportKind::Wss) => {
+                    Box::pin(self.secure(kind, deadline, codec, buffers))
+                }
+                #[cfg(not(feature = "tls"))]
+                kind => return Err(TransportError::TlsUnavailable { kind }),
+            };
+        handshake.await
+    }
+
+    /// The WebSocket upgrade.
+    async fn upgrade_ws(
+        self,
+        deadline: tokio::time::Instant,
+        buffers: Buffers,
+    ) -> Result<Transport, TransportError> {
+        let ws = upgrade(self.stream, &self.shared.config, deadline).await?;
+        Ok(Transport::ws(ws, buffers.addrs))
     }
 
     /// The TLS handshake, then for `wss` the WebSocket upgrade.
@@ -236,17 +249,7 @@ impl Accepted {
         buffers: Buffers,
     ) -> Result<Transport, TransportError> {
         let config = &self.shared.config;
-        let Some(tls) = &config.tls else {
-            return Err(TransportError::MissingTlsConfig { kind });
-        };
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(tls));
-        let stream = timeout_at(deadline, acceptor.accept(self.stream))
-            .await
-            .map_err(|_| TransportError::TimedOut {
-                stage: "TLS handshake",
-            })?
-            .map_err(tls_handshake_error)?;
-        let stream = tokio_rustls::TlsStream::from(stream);
+        let stream = tls_accept(self.stream, config, deadline).await?;
         if kind == TransportKind::Tls {
             Ok(Transport::tls(stream, codec, buffers))
         } else {
@@ -254,6 +257,26 @@ impl Accepted {
             Ok(Transport::wss(ws, buffers.addrs))
         }
     }
+}
+
+/// The server side of the TLS handshake, before `deadline`.
+#[cfg(feature = "tls")]
+async fn tls_accept(
+    stream: TcpStream,
+    config: &ListenerConfig,
+    deadline: tokio::time::Instant,
+) -> Result<crate::transport::TlsStream, TransportError> {
+    let Some(tls) = &config.tls else {
+        return Err(TransportError::MissingTlsConfig { kind: config.kind });
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(tls));
+    let stream = timeout_at(deadline, acceptor.accept(stream))
+        .await
+        .map_err(|_| TransportError::TimedOut {
+            stage: "TLS handshake",
+        })?
+        .map_err(tls_handshake_error)?;
+    Ok(tokio_rustls::TlsStream::from(stream))
 }
 
 /// The server side of the WebSocket upgrade, before `deadline`.

@@ -109,3 +109,23 @@ async fn a_deadline_already_past_fails_at_once() {
     assert!(matches!(error, TransportError::TimedOut { .. }), "{error}");
     assert!(started.elapsed() < PROMPTLY);
 }
+
+/// Awaiting a handshake costs a plain TCP connection's login task no room
+/// for the handshakes it does not run: the TLS handshake and the WebSocket
+/// upgrade (about 12 KB) are boxed, behind one await of a boxed future.
+/// Every login in flight holds this future, and what they leave behind
+/// shows in the server's memory per idle session (`docs/benchmarks.md`,
+/// S2). An earlier shape, with an await in each handshake's arm, made it
+/// 272 B, and S2 about 20–30 B per session dearer.
+#[tokio::test]
+async fn awaiting_a_handshake_stays_small() {
+    let listener = common::listener(TransportKind::Tcp).await;
+    let addr = listener.local_addr().expect("address");
+    let (accepted, _client) = tokio::join!(listener.accept(), TcpStream::connect(addr));
+    let handshake = accepted
+        .expect("accepted")
+        .handshake(std::time::Instant::now() + DEADLINE);
+    let size = size_of_val(&handshake);
+    assert!(size <= 200, "the handshake future is {size} B");
+    handshake.await.expect("plain TCP has no handshake to fail");
+}
