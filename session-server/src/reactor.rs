@@ -191,7 +191,8 @@ struct Conn {
     cell: Arc<SessionCell>,
     attachment: u64,
     /// The earliest deadline this connection has in the timer heap, in
-    /// [`Reactor::tick`]s ([`NOT_ARMED`]: none).
+    /// ticks, whole milliseconds since the reactor's epoch (see
+    /// [`tick_at_or_after`]; [`NOT_ARMED`]: none).
     armed: u64,
     /// What only a busy connection has (none while idle).
     busy: Option<Box<Busy>>,
