@@ -3,7 +3,9 @@
 //! per frame), bound to the worker's own source address.
 //!
 //! A session receives events (counted, timed from the send time their body
-//! carries, and acknowledged after each batch read), or publishes: it keeps
+//! carries, and acknowledged after each batch read, which the core coalesces
+//! as it does for `session-client`: see `ClientConfig::ack_delay`), or
+//! publishes: it keeps
 //! a window of `to load-<i> <body>` requests outstanding and counts the
 //! answers.
 
@@ -669,7 +671,8 @@ impl Session {
                 }
             }
             if let Some(seq) = last_seq.filter(|&s| s > acked) {
-                // One acknowledgement per batch read.
+                // Acknowledged per batch read; the core decides when the
+                // acknowledgement goes out (its default `ack_delay`).
                 if client.ack(seq).is_ok() {
                     acked = seq;
                 }

@@ -125,6 +125,14 @@ pub struct LoginOk {
     /// client has received.
     #[prost(uint32, tag = "8")]
     pub max_pending_requests: u32,
+    /// How many events the server keeps unacknowledged before it ends the
+    /// session with SLOW_CONSUMER (0: not announced, acknowledge at once).
+    #[prost(uint32, tag = "9")]
+    pub max_unacked_events: u32,
+    /// How many payload bytes of events the server keeps unacknowledged before
+    /// it ends the session with SLOW_CONSUMER (0: not announced).
+    #[prost(uint32, tag = "10")]
+    pub max_unacked_bytes: u32,
 }
 /// The answer to a `Login`.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -110,6 +110,8 @@ fn any_login_ok() -> impl Strategy<Value = LoginOk> {
         any::<u64>(),
         any::<u64>(),
         any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
     )
         .prop_map(
             |(
@@ -121,6 +123,8 @@ fn any_login_ok() -> impl Strategy<Value = LoginOk> {
                 next_event_seq,
                 server_time_ms,
                 max_pending_requests,
+                max_unacked_events,
+                max_unacked_bytes,
             )| LoginOk {
                 session_id,
                 resume_token,
@@ -130,6 +134,8 @@ fn any_login_ok() -> impl Strategy<Value = LoginOk> {
                 next_event_seq,
                 server_time_ms,
                 max_pending_requests,
+                max_unacked_events,
+                max_unacked_bytes,
             },
         )
 }

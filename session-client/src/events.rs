@@ -27,7 +27,10 @@ pub struct Event {
 /// When events are acknowledged to the server, which may then forget them.
 ///
 /// Acknowledgements are cumulative (acknowledging event 7 acknowledges 1 to
-/// 7) and coalesced: many events taken at once cost one small frame.
+/// 7) and coalesced: many events taken at once cost one small frame, and an
+/// acknowledgement waits up to [`ClientOptions::ack_delay`](crate::ClientOptions::ack_delay)
+/// (1 s) to cover later events too, unless half the server's buffer is in
+/// use.
 ///
 /// Whatever the policy, an event is delivered to the application exactly
 /// once, in order, also across a resume: the resume tells the server the

@@ -54,6 +54,12 @@ pub struct ClientOptions {
     /// When pushed events are acknowledged. Default: when taken from the
     /// event stream.
     pub ack: AckPolicy,
+    /// How long an acknowledgement may wait to be coalesced with later ones
+    /// or to ride on a heartbeat. Default 1 s; zero sends each at once. It
+    /// goes at once anyway when half the server's window of unacknowledged
+    /// events is in use. Acknowledgements only let the server forget
+    /// events, so waiting costs no event, only server memory.
+    pub ack_delay: Duration,
     /// Whom to trust for `tls://` and `wss://` (required for those; there
     /// are no built-in roots). See [`with_tls_roots`](Self::with_tls_roots).
     pub tls: Option<Arc<rustls::ClientConfig>>,
@@ -75,6 +81,7 @@ impl Default for ClientOptions {
             write_timeout: Duration::from_secs(10),
             close_linger: Duration::from_secs(1),
             ack: AckPolicy::default(),
+            ack_delay: core.ack_delay,
             tls: None,
             listener: None,
         }
@@ -93,6 +100,7 @@ impl fmt::Debug for ClientOptions {
             .field("write_timeout", &self.write_timeout)
             .field("close_linger", &self.close_linger)
             .field("ack", &self.ack)
+            .field("ack_delay", &self.ack_delay)
             .field("tls", &self.tls.is_some())
             .field("listener", &self.listener.is_some())
             .finish()
@@ -120,6 +128,7 @@ impl ClientOptions {
             request_timeout: self.request_timeout,
             silence_heartbeats: self.silence_heartbeats,
             max_frame_len: self.max_frame_len,
+            ack_delay: self.ack_delay,
         }
     }
 

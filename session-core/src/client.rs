@@ -171,10 +171,18 @@ enum Timer {
     Silence,
     /// A suspended session has surely expired on the server.
     Expiry,
+    /// A delayed acknowledgement is due.
+    Ack,
 }
 
 impl TimerKind for Timer {
-    const ALL: &'static [Self] = &[Self::Login, Self::Heartbeat, Self::Silence, Self::Expiry];
+    const ALL: &'static [Self] = &[
+        Self::Login,
+        Self::Heartbeat,
+        Self::Silence,
+        Self::Expiry,
+        Self::Ack,
+    ];
     fn index(self) -> usize {
         self as usize
     }
@@ -188,6 +196,9 @@ struct Grant {
     heartbeat: Duration,
     timeout: Duration,
     window: u32,
+    /// The server's window of unacknowledged events and payload bytes, if
+    /// it announced one.
+    unacked: Option<(u32, u32)>,
 }
 
 #[derive(Debug)]
@@ -229,13 +240,21 @@ pub struct ClientSession {
     config: ClientConfig,
     phase: Phase,
     connected: bool,
-    timers: TimerTable<Timer, 4>,
+    timers: TimerTable<Timer, 5>,
     credentials: Option<Credentials>,
     grant: Option<Grant>,
     /// The highest event sequence number delivered.
     last_event_seq: u64,
     /// The highest event sequence number the application acknowledged.
     acked_seq: u64,
+    /// The highest acknowledgement sent to the server.
+    sent_ack: u64,
+    /// Since when the oldest event that no acknowledgement sent covers has
+    /// been here (kept, to err early, when one covered only part of them).
+    unsent_since: Option<Instant>,
+    /// Payload bytes of the events received since an acknowledgement last
+    /// covered everything received (an over-estimate otherwise).
+    unsent_bytes: u64,
     next_request_id: u64,
     pending: BTreeMap<u64, Pending>,
     out: Outbox,
@@ -258,6 +277,9 @@ impl ClientSession {
             grant: None,
             last_event_seq: 0,
             acked_seq: 0,
+            sent_ack: 0,
+            unsent_since: None,
+            unsent_bytes: 0,
             next_request_id: 1,
             pending: BTreeMap::new(),
             out: Outbox::default(),
@@ -486,6 +508,9 @@ impl ClientSession {
                     self.suspend(now);
                     self.close_connection(DisconnectReason::ServerSilent);
                 }
+                (Timer::Ack, Phase::Online) => {
+                    self.out.ack |= self.acked_seq > self.sent_ack;
+                }
                 (Timer::Expiry, Phase::Suspended | Phase::Resuming) => {
                     if self.phase == Phase::Resuming {
                         self.close_connection(DisconnectReason::Closed);
@@ -524,6 +549,9 @@ impl ClientSession {
         self.grant = None;
         self.last_event_seq = 0;
         self.acked_seq = 0;
+        self.sent_ack = 0;
+        self.unsent_since = None;
+        self.unsent_bytes = 0;
         self.next_request_id = 1;
         self.pending.clear();
         self.close_reason = None;
@@ -610,7 +638,12 @@ impl ClientSession {
     }
 
     /// Acknowledges every event up to `seq`, so the server may forget them.
-    /// Acknowledgements are coalesced into the next frame sent.
+    ///
+    /// Acknowledgements are cumulative and coalesced: one goes out at most
+    /// [`ack_delay`](ClientConfig::ack_delay) after the oldest event it
+    /// covers arrived, or with the next heartbeat if that is sooner, or at
+    /// once when half the server's window of unacknowledged events or bytes
+    /// is in use (or the server announced no window).
     pub fn ack(&mut self, seq: u64) -> Result<(), AckError> {
         if seq > self.last_event_seq {
             return Err(AckError::NotReceived {
@@ -620,7 +653,9 @@ impl ClientSession {
         }
         if seq > self.acked_seq {
             self.acked_seq = seq;
-            self.out.ack = self.phase == Phase::Online;
+            if self.phase == Phase::Online {
+                self.schedule_ack();
+            }
         }
         Ok(())
     }
@@ -637,14 +672,15 @@ impl ClientSession {
         let kind = if let Some(login) = self.out.login.take() {
             client_frame::Kind::Login(login)
         } else if std::mem::take(&mut self.out.heartbeat) {
-            self.out.ack = false;
+            self.ack_sent();
             client_frame::Kind::Heartbeat(v1::Heartbeat {
                 ack_event_seq: self.acked_seq,
                 ack_request_id: self.response_floor(),
             })
         } else if let Some(request) = self.next_request() {
             client_frame::Kind::Request(request)
-        } else if std::mem::take(&mut self.out.ack) {
+        } else if self.out.ack {
+            self.ack_sent();
             client_frame::Kind::Ack(v1::Ack {
                 event_seq: self.acked_seq,
                 ack_request_id: self.response_floor(),
@@ -708,6 +744,36 @@ impl ClientSession {
         None
     }
 
+    /// Sends the acknowledgement of `acked_seq` now, or arms the timer for
+    /// it (see [`ack`](Self::ack)).
+    fn schedule_ack(&mut self) {
+        let delay = self.config.ack_delay;
+        let window = self.grant.as_ref().and_then(|g| g.unacked);
+        let since = self.unsent_since.filter(|_| !delay.is_zero());
+        let (Some((events, bytes)), Some(since)) = (window, since) else {
+            self.out.ack = true;
+            return;
+        };
+        let half_full = self.last_event_seq - self.sent_ack >= u64::from(events / 2).max(1)
+            || self.unsent_bytes >= u64::from(bytes / 2).max(1);
+        if half_full {
+            self.out.ack = true;
+        } else if self.timers.get(Timer::Ack).is_none() {
+            self.timers.set(Timer::Ack, since + delay);
+        }
+    }
+
+    /// A frame carrying `acked_seq` is going out.
+    fn ack_sent(&mut self) {
+        self.out.ack = false;
+        self.sent_ack = self.acked_seq;
+        self.timers.stop(Timer::Ack);
+        if self.acked_seq == self.last_event_seq {
+            self.unsent_since = None;
+            self.unsent_bytes = 0;
+        }
+    }
+
     /// Every request up to this id has its response (or was given up on).
     fn response_floor(&self) -> u64 {
         self.pending
@@ -736,6 +802,8 @@ impl ClientSession {
             heartbeat,
             timeout: Duration::from_millis(u64::from(ok.session_timeout_ms)).max(heartbeat),
             window: ok.max_pending_requests.max(1),
+            unacked: (ok.max_unacked_events > 0 && ok.max_unacked_bytes > 0)
+                .then_some((ok.max_unacked_events, ok.max_unacked_bytes)),
         };
         self.phase = Phase::Online;
         self.timers.stop_all();
@@ -774,6 +842,8 @@ impl ClientSession {
             );
         }
         self.last_event_seq = event.seq;
+        self.unsent_since.get_or_insert(now);
+        self.unsent_bytes += event.body.len() as u64;
         self.events.push_back(ClientEvent::Message {
             seq: event.seq,
             body: event.body,

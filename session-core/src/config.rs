@@ -4,6 +4,11 @@ use std::time::{Duration, Instant};
 
 use crate::codec::{DEFAULT_MAX_FRAME_LEN, DEFAULT_PRE_LOGIN_MAX_FRAME_LEN};
 
+/// How long a client's acknowledgement may wait by default
+/// ([`ClientConfig::ack_delay`]): one second, as a consumer commits its
+/// position now and then rather than per message.
+pub const DEFAULT_ACK_DELAY: Duration = Duration::from_secs(1);
+
 /// Maps the caller's monotonic clock to Unix time, so that the core can report
 /// `server_time_ms` without reading a clock. Set once by the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +110,14 @@ pub struct ClientConfig {
     pub silence_heartbeats: u32,
     /// The largest frame accepted from the server.
     pub max_frame_len: usize,
+    /// How long an acknowledgement may wait to be coalesced with later ones
+    /// (or to ride on a heartbeat). An acknowledgement goes at once when
+    /// half the server's window of unacknowledged events or bytes (announced
+    /// at login) is in use, or when the server announced none. Zero sends
+    /// every acknowledgement at once. Acknowledgements only let the server
+    /// forget events (a resume asks for what was *received*), so waiting
+    /// costs the server memory for that long, never an event.
+    pub ack_delay: Duration,
 }
 
 impl Default for ClientConfig {
@@ -115,6 +128,7 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(30),
             silence_heartbeats: 2,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            ack_delay: DEFAULT_ACK_DELAY,
         }
     }
 }

@@ -119,7 +119,7 @@ pub use close::{
 pub use codec::{
     DEFAULT_MAX_FRAME_LEN, DEFAULT_PRE_LOGIN_MAX_FRAME_LEN, FrameDecoder, Framing, encode_frame,
 };
-pub use config::{ClientConfig, ServerConfig, WallClock};
+pub use config::{ClientConfig, DEFAULT_ACK_DELAY, ServerConfig, WallClock};
 pub use conflict::{Admission, ConflictPolicy, ConflictRules};
 pub use entropy::{Entropy, SplitMix64, constant_time_eq};
 pub use error::{

@@ -628,6 +628,8 @@ impl ServerSession {
                 next_event_seq: self.last_event_seq() + 1,
                 server_time_ms,
                 max_pending_requests: self.config.max_pending_requests,
+                max_unacked_events: self.config.max_unacked_events,
+                max_unacked_bytes: self.config.max_unacked_bytes,
             })
         } else if std::mem::take(&mut self.out.heartbeat_ack) {
             server_frame::Kind::HeartbeatAck(v1::HeartbeatAck { server_time_ms })

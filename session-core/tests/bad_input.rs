@@ -346,6 +346,7 @@ fn responses_before_the_drain_after_a_resume_skip_stale_requests_in_a_loop() {
         next_event_seq: 1,
         server_time_ms: 0,
         max_pending_requests: 100_000,
+        ..v1::LoginOk::default()
     };
     client
         .handle_frame(now, server_frame(v1::server_frame::Kind::LoginOk(login_ok)))
