@@ -386,9 +386,15 @@ fn payload() -> Bytes {
 
 /// A client and a server session with the login done, both sides' output
 /// drained: the server Open, the client Online.
+/// A client and a server session, logged in. The client sends every
+/// acknowledgement at once (`ack_delay` zero), so that the receive path
+/// writes one per event, the most it can cost.
 fn open_pair(now: Instant) -> Result<(ClientSession, ServerSession), String> {
     let mut rng = SplitMix64::new(1);
-    let mut client = ClientSession::new(ClientConfig::default());
+    let mut client = ClientSession::new(ClientConfig {
+        ack_delay: Duration::ZERO,
+        ..ClientConfig::default()
+    });
     let mut server = ServerSession::new(now, Arc::new(ServerConfig::default()));
     client.handle_connected(now);
     let credentials = Credentials {
