@@ -215,6 +215,10 @@ struct Logins {
 }
 
 const MB: f64 = 1024.0 * 1024.0;
+/// Most socket pairs of S3's floor ([`yardstick::delivery_floor`]): two
+/// descriptors each, in this process, under a limit of 20,000.
+const FLOOR_PAIRS: u64 = 9_000;
+
 /// Round trips per yardstick measurement (a few hundred milliseconds).
 const YARDSTICK_ROUND_TRIPS: u32 = 10_000;
 
@@ -431,6 +435,19 @@ impl Bench {
             ),
             _ => None,
         };
+        let floor = if scenario == Scenario::S3 {
+            // At most 9,000 pairs: 18,000 descriptors in this process.
+            let pairs = self.sizes.s3_receivers.min(FLOOR_PAIRS) as usize;
+            let messages = self.sizes.s3_messages as usize;
+            Some(
+                tokio::task::spawn_blocking(move || yardstick::delivery_floor(pairs, messages))
+                    .await
+                    .map_err(|e| format!("floor: {e}"))?
+                    .map_err(|e| format!("floor: {e}"))?,
+            )
+        } else {
+            None
+        };
         let mut result = match scenario {
             Scenario::S1 => self.s1().await,
             Scenario::S2 => self.s2(Carrier::Tcp).await,
@@ -441,6 +458,14 @@ impl Bench {
             Scenario::S4 => self.s4().await,
             Scenario::Sim => self.sim().await,
         }?;
+        if let Some(floor) = floor {
+            let figures = &mut result.figures;
+            figures.insert("floor_per_s".into(), floor.per_s);
+            figures.insert("floor_cpu_us".into(), floor.cpu_us);
+            if let Some(&delivered) = figures.get("delivered_per_s") {
+                figures.insert("share_of_floor".into(), delivered / floor.per_s);
+            }
+        }
         if let Some(yardstick) = yardstick {
             let rt_us = yardstick.round_trip_cpu_us;
             let figures = &mut result.figures;

@@ -187,6 +187,13 @@ pub fn rows(sizes: &Sizes) -> Vec<Row> {
             Info,
         ),
         row(
+            S3,
+            "floor_per_s",
+            "S3 floor: bare loopback deliveries/s",
+            Info,
+        ),
+        row(S3, "share_of_floor", "S3 delivered/s over its floor", Info),
+        row(
             S3lat,
             "latency_p50_ms",
             format!("S3 at {}/s: latency p50 (ms)", human(sizes.s3lat_rate)),
