@@ -52,6 +52,8 @@ pub struct ClientSetup {
     /// Whether the driver calls `handle_disconnect` right after
     /// `Transmit::CloseConnection`, as the drive loop says.
     pub follow_close: bool,
+    /// How long an acknowledgement may wait, ms (0: at once).
+    pub ack_delay_ms: u16,
 }
 
 impl ClientSetup {
@@ -63,6 +65,7 @@ impl ClientSetup {
             request_timeout: ms(self.request_timeout_ms),
             silence_heartbeats: u32::from(self.silence_heartbeats),
             max_frame_len: usize::from(self.max_frame_len),
+            ack_delay: ms(self.ack_delay_ms),
         }
     }
 }
@@ -75,6 +78,7 @@ impl Encode for ClientSetup {
         self.silence_heartbeats.write_arbitrary(out);
         self.max_frame_len.write_arbitrary(out);
         self.follow_close.write_arbitrary(out);
+        self.ack_delay_ms.write_arbitrary(out);
     }
 }
 
@@ -128,6 +132,10 @@ pub enum ServerFrameSpec {
         server_time_ms: u64,
         /// Request window.
         max_pending_requests: u32,
+        /// The server's window of unacknowledged events (0: none announced).
+        max_unacked_events: u32,
+        /// The same in payload bytes.
+        max_unacked_bytes: u32,
     },
     /// `LoginRejected`.
     LoginRejected {
@@ -178,6 +186,8 @@ impl Encode for ServerFrameSpec {
                 next_event_seq,
                 server_time_ms,
                 max_pending_requests,
+                max_unacked_events,
+                max_unacked_bytes,
             } => {
                 variant(out, 0, N);
                 session_id.write_arbitrary(out);
@@ -188,6 +198,8 @@ impl Encode for ServerFrameSpec {
                 next_event_seq.write_arbitrary(out);
                 server_time_ms.write_arbitrary(out);
                 max_pending_requests.write_arbitrary(out);
+                max_unacked_events.write_arbitrary(out);
+                max_unacked_bytes.write_arbitrary(out);
             }
             Self::LoginRejected { code, message } => {
                 variant(out, 1, N);
@@ -520,6 +532,8 @@ impl Harness {
                 next_event_seq,
                 server_time_ms,
                 max_pending_requests,
+                max_unacked_events,
+                max_unacked_bytes,
             } => server_frame::Kind::LoginOk(v1::LoginOk {
                 session_id: session_id
                     .or(self.client.session_id().map(|id| id.0))
@@ -531,6 +545,8 @@ impl Harness {
                 next_event_seq: next_event_seq.resolve(delivered),
                 server_time_ms: *server_time_ms,
                 max_pending_requests: *max_pending_requests,
+                max_unacked_events: *max_unacked_events,
+                max_unacked_bytes: *max_unacked_bytes,
             }),
             ServerFrameSpec::LoginRejected { code, message } => {
                 server_frame::Kind::LoginRejected(v1::LoginRejected {

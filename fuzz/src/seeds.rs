@@ -103,6 +103,8 @@ fn wire_login_ok() -> v1::ServerFrame {
         next_event_seq: 1,
         server_time_ms: 1_700_000_000_000,
         max_pending_requests: 4,
+        max_unacked_events: 4,
+        max_unacked_bytes: 4096,
     }))
 }
 
@@ -435,6 +437,7 @@ fn client_setup() -> ClientSetup {
         silence_heartbeats: 2,
         max_frame_len: 65_535,
         follow_close: true,
+        ack_delay_ms: 1000,
     }
 }
 
@@ -452,6 +455,8 @@ fn login_ok(resumed: bool) -> ClientOp {
         next_event_seq: Pick::Near(1),
         server_time_ms: 1_700_000_000_000,
         max_pending_requests: 4,
+        max_unacked_events: 4,
+        max_unacked_bytes: 4096,
     })
 }
 
@@ -465,6 +470,8 @@ fn login_ok_resumed_only() -> ServerFrameSpec {
         next_event_seq: Pick::Near(1),
         server_time_ms: 0,
         max_pending_requests: 1000,
+        max_unacked_events: 1024,
+        max_unacked_bytes: 4 << 20,
     }
 }
 
@@ -616,6 +623,9 @@ pub fn client_scripts() -> Vec<(&'static str, ClientSetup, Vec<ClientOp>)> {
                     next_event_seq: Pick::Near(1),
                     server_time_ms: 0,
                     max_pending_requests: 1000,
+                    // An older server: no window announced.
+                    max_unacked_events: 0,
+                    max_unacked_bytes: 0,
                 }),
                 ClientOp::Disconnect,
                 ClientOp::Requests(60, Blob::of(b"queued")),
