@@ -2,8 +2,7 @@
 //! request and resume over each.
 
 mod common;
-
-use std::path::PathBuf;
+mod pki;
 
 use common::{TestClient, fast_options};
 use session_core::{ClientConfig, ClientEvent, ClientState, Credentials};
@@ -11,34 +10,9 @@ use session_server::demo::{DemoApp, UserTable};
 use session_server::{Listen, Server, TlsFiles};
 use session_transport::ConnectOptions;
 
-/// A CA and a server certificate for 127.0.0.1, written as PEM files.
-fn pki() -> (TlsFiles, PathBuf) {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("session-server-pki-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
-        .unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let files = TlsFiles {
-        cert: dir.join("chain.pem"),
-        key: dir.join("key.pem"),
-    };
-    std::fs::write(&files.cert, leaf.pem() + &ca.pem()).unwrap();
-    std::fs::write(&files.key, key.serialize_pem()).unwrap();
-    let ca_pem = dir.join("ca.pem");
-    std::fs::write(&ca_pem, ca.pem()).unwrap();
-    (files, ca_pem)
-}
-
 #[tokio::test]
 async fn login_request_and_resume_over_tls_and_wss() {
-    let (files, ca_pem) = pki();
+    let (files, ca_pem) = pki::pki("session-server");
     let server = Server::builder()
         .listen(Listen::Tls {
             addr: "127.0.0.1:0".parse().unwrap(),
