@@ -215,8 +215,9 @@ struct Logins {
 }
 
 const MB: f64 = 1024.0 * 1024.0;
-/// Most socket pairs of S3's floor ([`yardstick::delivery_floor`]): two
-/// descriptors each, in this process, under a limit of 20,000.
+/// Most socket pairs of S3's and S1's floors ([`yardstick::delivery_floor`],
+/// [`yardstick::login_floor`]): two descriptors each, in this process,
+/// under a limit of 20,000.
 const FLOOR_PAIRS: u64 = 9_000;
 
 /// Round trips per yardstick measurement (a few hundred milliseconds).
@@ -435,6 +436,19 @@ impl Bench {
             ),
             _ => None,
         };
+        let login_floor = if scenario == Scenario::S1 {
+            // At most 9,000 sessions: 18,000 descriptors in this process.
+            let sessions = self.sizes.s1.min(FLOOR_PAIRS) as usize;
+            let in_flight = self.sizes.in_flight;
+            Some(
+                tokio::task::spawn_blocking(move || yardstick::login_floor(sessions, in_flight))
+                    .await
+                    .map_err(|e| format!("login floor: {e}"))?
+                    .map_err(|e| format!("login floor: {e}"))?,
+            )
+        } else {
+            None
+        };
         let floor = if scenario == Scenario::S3 {
             // At most 9,000 pairs: 18,000 descriptors in this process.
             let pairs = self.sizes.s3_receivers.min(FLOOR_PAIRS) as usize;
@@ -458,6 +472,14 @@ impl Bench {
             Scenario::S4 => self.s4().await,
             Scenario::Sim => self.sim().await,
         }?;
+        if let Some(floor) = login_floor {
+            let figures = &mut result.figures;
+            figures.insert("floor_logins_per_s".into(), floor.per_s);
+            figures.insert("floor_login_p99_ms".into(), floor.p99_ms);
+            if let Some(&rate) = figures.get("logins_per_s") {
+                figures.insert("share_of_floor".into(), rate / floor.per_s);
+            }
+        }
         if let Some(floor) = floor {
             let figures = &mut result.figures;
             figures.insert("floor_per_s".into(), floor.per_s);

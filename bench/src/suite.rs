@@ -117,6 +117,19 @@ pub fn rows(sizes: &Sizes) -> Vec<Row> {
             "S1 yardstick: round trip CPU (us)",
             Info,
         ),
+        row(
+            S1,
+            "floor_logins_per_s",
+            "S1 floor: bare loopback logins/s",
+            Info,
+        ),
+        row(
+            S1,
+            "floor_login_p99_ms",
+            "S1 floor: login latency p99 (ms)",
+            Info,
+        ),
+        row(S1, "share_of_floor", "S1 logins/s over its floor", Info),
     ];
     for &n in &sizes.s2 {
         rows.push(row(

@@ -13,7 +13,8 @@
 //! Beside S3 it also measures S3's floor, [`delivery_floor`]: the bare
 //! kernel work of S3's deliveries, with no protocol, no server and no load
 //! generator. S3 divided by it is the share of the machine's loopback
-//! delivery rate that the whole stack reaches.
+//! delivery rate that the whole stack reaches. Beside S1, likewise, S1's
+//! floor, [`login_floor`]: bare connections, each answered once.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -192,6 +193,230 @@ pub fn delivery_floor(pairs: usize, messages: usize) -> io::Result<Floor> {
     })
 }
 
+/// What [`login_floor`] found.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LoginFloor {
+    /// Logins per second.
+    pub per_s: f64,
+    /// Login latency (connect start to answer), p99, ms.
+    pub p99_ms: f64,
+}
+
+/// Bytes of the floor's login, about a `Login` frame of S1.
+const FLOOR_LOGIN: usize = 60;
+/// Bytes of the floor's answer, about a `LoginOk` frame.
+const FLOOR_ANSWER: usize = 90;
+
+/// The login rate of bare loopback TCP, S1's shape without a protocol:
+/// three threads (S1 has three load-generator processes) connect
+/// `sessions` sockets between them, `in_flight` at a time, write a login's
+/// worth of bytes on each once connected and count it logged in when an
+/// answer's worth comes back; another thread accepts, reads the login and
+/// writes the answer. Every connection stays open until the end, as in S1.
+/// Holds `2 × sessions` descriptors meanwhile.
+pub fn login_floor(sessions: usize, in_flight: usize) -> io::Result<LoginFloor> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use mio::{Events, Interest, Poll, Token};
+
+    // A listen backlog above the handshakes in flight, as sessiond's.
+    let std_listener = {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind("127.0.0.1:0".parse().map_err(io::Error::other)?)?;
+        let listener = {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()?;
+            let _entered = runtime.enter();
+            socket.listen(4096)?.into_std()?
+        };
+        listener.set_nonblocking(true)?;
+        listener
+    };
+    let addr = std_listener.local_addr()?;
+    let done = Arc::new(AtomicBool::new(false));
+    let server_done = done.clone();
+    let server = std::thread::spawn(move || -> io::Result<()> {
+        let mut listener = mio::net::TcpListener::from_std(std_listener);
+        let mut poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, Token(usize::MAX), Interest::READABLE)?;
+        let mut events = Events::with_capacity(1024);
+        let mut conns: Vec<mio::net::TcpStream> = Vec::new();
+        let mut buf = [0u8; 4096];
+        let answer = [2u8; FLOOR_ANSWER];
+        while !server_done.load(Ordering::Relaxed) {
+            poll.poll(&mut events, Some(Duration::from_millis(20)))?;
+            for event in &events {
+                if event.token() == Token(usize::MAX) {
+                    loop {
+                        match listener.accept() {
+                            Ok((mut stream, _)) => {
+                                stream.set_nodelay(true)?;
+                                let token = Token(conns.len());
+                                poll.registry()
+                                    .register(&mut stream, token, Interest::READABLE)?;
+                                conns.push(stream);
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                } else if let Some(stream) = conns.get_mut(event.token().0) {
+                    match stream.read(&mut buf) {
+                        Ok(n) if n >= FLOOR_LOGIN => stream.write_all(&answer)?,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(())
+    });
+
+    // As many connecting threads as S1 has load-generator processes, each
+    // with its share of the sessions and of the handshakes in flight.
+    let threads: Vec<_> = (0..FLOOR_CONNECTORS)
+        .map(|i| {
+            let share = |n: usize| n / FLOOR_CONNECTORS + usize::from(i < n % FLOOR_CONNECTORS);
+            let (sessions, in_flight) = (share(sessions), share(in_flight).max(1));
+            std::thread::spawn(move || log_in(addr, sessions, in_flight))
+        })
+        .collect();
+    let mut result = Ok((crate::stats::latency(), None::<Instant>, None::<Instant>));
+    let mut open = Vec::new();
+    for thread in threads {
+        let part = thread
+            .join()
+            .map_err(|_| io::Error::other("a connecting thread panicked"))
+            .and_then(|part| part);
+        result = match (result, part) {
+            (Ok((mut latency, first, last)), Ok(part)) => {
+                latency.add(&part.latency).map_err(io::Error::other)?;
+                let first = first.into_iter().chain(part.first).min();
+                let last = last.into_iter().chain(part.last).max();
+                open.push(part.conns);
+                Ok((latency, first, last))
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+    }
+    done.store(true, Ordering::Relaxed);
+    let served = server
+        .join()
+        .map_err(|_| io::Error::other("the floor's server thread panicked"))?;
+    drop(open);
+    let (latency, first, last) = result?;
+    served?;
+    let wall = match (first, last) {
+        (Some(first), Some(last)) => last.duration_since(first).as_secs_f64(),
+        _ => 0.0,
+    };
+    Ok(LoginFloor {
+        per_s: latency.len() as f64 / wall.max(1e-9),
+        p99_ms: latency.value_at_quantile(0.99) as f64 / 1e3,
+    })
+}
+
+/// Connecting threads of [`login_floor`], as S1's load-generator processes.
+const FLOOR_CONNECTORS: usize = 3;
+
+/// What one connecting thread of [`login_floor`] saw.
+struct LoggedIn {
+    latency: crate::stats::Latency,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    /// The connections, closed only once every thread is done.
+    conns: Vec<mio::net::TcpStream>,
+}
+
+/// Connects `sessions` sockets to `addr`, `in_flight` at a time, and logs
+/// each in (see [`login_floor`]); keeps them open until it returns.
+fn log_in(addr: std::net::SocketAddr, sessions: usize, in_flight: usize) -> io::Result<LoggedIn> {
+    use std::time::Duration;
+
+    use mio::{Events, Interest, Poll, Token};
+
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    // Each connection: its stream, when its connect started, and whether
+    // its login went out.
+    let mut conns: Vec<(mio::net::TcpStream, Instant, bool)> = Vec::with_capacity(sessions);
+    let mut latency = crate::stats::latency();
+    let mut buf = [0u8; 4096];
+    let login = [1u8; FLOOR_LOGIN];
+    let (mut started, mut online) = (0, 0);
+    let first = Instant::now();
+    let mut last = None;
+    let connect =
+        |conns: &mut Vec<(mio::net::TcpStream, Instant, bool)>, poll: &Poll| -> io::Result<()> {
+            let mut stream = mio::net::TcpStream::connect(addr)?;
+            stream.set_nodelay(true)?;
+            poll.registry().register(
+                &mut stream,
+                Token(conns.len()),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            conns.push((stream, Instant::now(), false));
+            Ok(())
+        };
+    while started < sessions.min(in_flight) {
+        connect(&mut conns, &poll)?;
+        started += 1;
+    }
+    while online < sessions {
+        poll.poll(&mut events, Some(Duration::from_secs(10)))?;
+        if events.is_empty() {
+            return Err(io::Error::other("the login floor stalled"));
+        }
+        let mut finished = 0;
+        for event in &events {
+            let Some((stream, since, sent)) = conns.get_mut(event.token().0) else {
+                continue;
+            };
+            if !*sent && event.is_writable() {
+                if let Some(e) = stream.take_error()? {
+                    return Err(e);
+                }
+                if stream.peer_addr().is_ok() {
+                    stream.write_all(&login)?;
+                    *sent = true;
+                }
+            }
+            if *sent && event.is_readable() {
+                match stream.read(&mut buf) {
+                    Ok(n) if n >= FLOOR_ANSWER => {
+                        let now = Instant::now();
+                        let us = now.duration_since(*since).as_micros() as u64;
+                        latency.saturating_record(us.max(1));
+                        last = Some(now);
+                        online += 1;
+                        finished += 1;
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        for _ in 0..finished {
+            if started < sessions {
+                connect(&mut conns, &poll)?;
+                started += 1;
+            }
+        }
+    }
+    Ok(LoggedIn {
+        latency,
+        first: Some(first),
+        last,
+        conns: conns.into_iter().map(|(stream, ..)| stream).collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +431,12 @@ mod tests {
             y.round_trip_cpu_us <= 2.0 * y.round_trip_wall_us + 1.0,
             "{y:?}"
         );
+    }
+
+    #[test]
+    fn the_login_floor_answers_every_login() {
+        let floor = login_floor(300, 50).expect("measures");
+        assert!(floor.per_s > 0.0 && floor.p99_ms > 0.0, "{floor:?}");
     }
 
     #[test]
