@@ -215,6 +215,17 @@ struct Logins {
 }
 
 const MB: f64 = 1024.0 * 1024.0;
+/// Runs a blocking measurement (`what`, for errors) off the runtime.
+async fn measure<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("{what}: {e}"))?
+        .map_err(|e| format!("{what}: {e}"))
+}
+
 /// Most socket pairs of S3's and S1's floors ([`yardstick::delivery_floor`],
 /// [`yardstick::login_floor`]): two descriptors each, in this process,
 /// under a limit of 20,000.
@@ -428,37 +439,29 @@ impl Bench {
     /// round trips.
     pub async fn run(&self, scenario: Scenario) -> Result<RunResult, String> {
         let yardstick = match scenario {
-            Scenario::S1 | Scenario::S2cpu | Scenario::S3 | Scenario::S4 => Some(
-                tokio::task::spawn_blocking(|| yardstick::loopback(YARDSTICK_ROUND_TRIPS))
-                    .await
-                    .map_err(|e| format!("yardstick: {e}"))?
-                    .map_err(|e| format!("yardstick: {e}"))?,
-            ),
+            Scenario::S1 | Scenario::S2cpu | Scenario::S3 | Scenario::S4 => {
+                Some(measure("yardstick", || yardstick::loopback(YARDSTICK_ROUND_TRIPS)).await?)
+            }
             _ => None,
         };
+        // Each floor holds at most 9,000 socket pairs: 18,000 descriptors in
+        // this process.
         let login_floor = if scenario == Scenario::S1 {
-            // At most 9,000 sessions: 18,000 descriptors in this process.
             let sessions = self.sizes.s1.min(FLOOR_PAIRS) as usize;
             let in_flight = self.sizes.in_flight;
             Some(
-                tokio::task::spawn_blocking(move || yardstick::login_floor(sessions, in_flight))
-                    .await
-                    .map_err(|e| format!("login floor: {e}"))?
-                    .map_err(|e| format!("login floor: {e}"))?,
+                measure("login floor", move || {
+                    yardstick::login_floor(sessions, in_flight)
+                })
+                .await?,
             )
         } else {
             None
         };
         let floor = if scenario == Scenario::S3 {
-            // At most 9,000 pairs: 18,000 descriptors in this process.
             let pairs = self.sizes.s3_receivers.min(FLOOR_PAIRS) as usize;
             let messages = self.sizes.s3_messages as usize;
-            Some(
-                tokio::task::spawn_blocking(move || yardstick::delivery_floor(pairs, messages))
-                    .await
-                    .map_err(|e| format!("floor: {e}"))?
-                    .map_err(|e| format!("floor: {e}"))?,
-            )
+            Some(measure("floor", move || yardstick::delivery_floor(pairs, messages)).await?)
         } else {
             None
         };
