@@ -102,8 +102,8 @@ const FLOOR_MESSAGE: usize = 80;
 
 /// The delivery rate of bare loopback TCP, S3's shape without a protocol:
 /// `pairs` connected socket pairs, one writer thread per core writing
-/// `messages` messages of 80 bytes round-robin over its
-/// share of the pairs (one `write` each, as a reactor writes each event),
+/// `messages` messages of 80 bytes round-robin over its share of the pairs
+/// (one `write` each, as a reactor writes each event),
 /// and one thread reading them all through edge-triggered epoll, as a
 /// load generator's worker does. Holds `2 × pairs` descriptors meanwhile.
 pub fn delivery_floor(pairs: usize, messages: usize) -> io::Result<Floor> {
@@ -139,7 +139,11 @@ pub fn delivery_floor(pairs: usize, messages: usize) -> io::Result<Floor> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut got = 0u64;
         while got < total {
-            poll.poll(&mut events, None)?;
+            // A writer that failed leaves the reader short: give up then.
+            poll.poll(&mut events, Some(std::time::Duration::from_secs(10)))?;
+            if events.is_empty() {
+                return Err(io::Error::other("the delivery floor stalled"));
+            }
             for event in &events {
                 let stream = &mut readers[event.token().0];
                 loop {
