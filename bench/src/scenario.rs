@@ -215,6 +215,7 @@ struct Logins {
 }
 
 const MB: f64 = 1024.0 * 1024.0;
+
 /// Runs a blocking measurement (`what`, for errors) off the runtime.
 async fn measure<T: Send + 'static>(
     what: &str,
