@@ -5,9 +5,8 @@
 //! A session receives events (counted, timed from the send time their body
 //! carries, and acknowledged after each batch read, which the core coalesces
 //! as it does for `session-client`: see `ClientConfig::ack_delay`), or
-//! publishes: it keeps
-//! a window of `to load-<i> <body>` requests outstanding and counts the
-//! answers.
+//! publishes: it keeps a window of `to load-<i> <body>` requests outstanding
+//! and counts the answers.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -777,5 +776,28 @@ impl Session {
                 () = &mut pace, if wait_for_pace => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_handed_out_in_turn_and_a_taken_one_is_skipped() {
+        // An address of its own, so nothing else holds its ports.
+        let source: IpAddr = "127.0.0.77".parse().unwrap();
+        let any: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let target = Target::new(any, any, "/".into(), source);
+        let taken = std::net::TcpListener::bind(SocketAddr::new(source, 1025)).unwrap();
+        let ports: Vec<u16> = (0..3)
+            .map(|_| {
+                let socket = TcpSocket::new_v4().unwrap();
+                target.bind(&socket).unwrap();
+                socket.local_addr().unwrap().port()
+            })
+            .collect();
+        assert_eq!(ports, [1024, 1026, 1027]);
+        drop(taken);
     }
 }
