@@ -51,6 +51,7 @@ use session_transport::ws_frames::{self, WsIncoming};
 use tracing::{debug, warn};
 
 use crate::connection::{LINGER, detach, watch_detached};
+use crate::dispatch;
 use crate::limits::Admitted;
 use crate::registry::{Driver, SessionCell, Shared, lock};
 
@@ -171,6 +172,7 @@ pub(crate) fn spawn(index: u16, poll: Poll, shared: Arc<Shared>) -> io::Result<(
                 detached: Vec::new(),
             };
             reactor.decoder = FrameDecoder::new(reactor.shared.core.max_frame_len);
+            dispatch::defer_wakeups();
             reactor.run();
         })
         .map(drop)
@@ -331,6 +333,8 @@ impl Reactor {
             self.expire(now);
             self.spawn_watchdogs();
 
+            // Events this round queued for the dispatchers go out now.
+            dispatch::flush_wakeups(&self.shared.dispatch);
             let timeout = if self.may_sleep() {
                 self.timers.peek().map(|&Reverse((at, _))| {
                     self.instant(at).saturating_duration_since(Instant::now())

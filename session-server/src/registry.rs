@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use session_core::{ServerConfig, ServerEvent, ServerSession, ServerState, SessionId};
-use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::api::SessionInfo;
+use crate::dispatch::Shard;
 use crate::handle::LifecycleEvent;
 use crate::limits::Limiter;
 use crate::options::ServerOptions;
@@ -154,7 +155,8 @@ pub(crate) struct Shared {
     sessions: Mutex<Sessions>,
     /// Device names seen, shared by every session on such a device.
     devices: Mutex<HashSet<Arc<str>>>,
-    dispatch: Vec<mpsc::UnboundedSender<Dispatch>>,
+    /// The dispatchers' queues.
+    pub(crate) dispatch: Vec<Shard>,
     /// The reactors that drive TCP and WebSocket sessions (none: a task each).
     pub(crate) reactors: Vec<ReactorHandle>,
     next_attachment: AtomicU64,
@@ -176,7 +178,7 @@ impl Shared {
     pub(crate) fn new(
         options: ServerOptions,
         limiter: Arc<Limiter>,
-        dispatch: Vec<mpsc::UnboundedSender<Dispatch>>,
+        dispatch: Vec<Shard>,
         reactors: Vec<ReactorHandle>,
     ) -> Self {
         let mut core = options.core.clone();
@@ -265,12 +267,12 @@ impl Shared {
                 self.forget(cell);
             }
             let shard = (cell.info.id.0 % self.dispatch.len() as u64) as usize;
-            // The dispatchers live as long as the server; if they are gone
-            // the server is shutting down and nobody listens.
-            let _ = self.dispatch[shard].send(Dispatch {
+            let urgent = matches!(event, ServerEvent::Request { .. });
+            let dispatch = Dispatch {
                 cell: cell.clone(),
                 event,
-            });
+            };
+            self.dispatch[shard].push(shard, dispatch, urgent);
         }
     }
 

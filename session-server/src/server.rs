@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use session_core::{CloseCode, ServerSession};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{Authenticator, DenyAll, NoopListener, NotFound, RequestHandler, SessionListener};
 use crate::connection;
+use crate::dispatch::Shard;
 use crate::entropy::OsEntropy;
 use crate::handle::ServerHandle;
 use crate::limits::Limiter;
@@ -181,8 +181,8 @@ impl<A: Authenticator, L: SessionListener, H: RequestHandler> ServerBuilder<A, L
         OsEntropy::check().map_err(StartError::Entropy)?;
         let limiter = Limiter::new(self.options.clone(), Instant::now());
         let shards = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-        let (senders, receivers): (Vec<_>, Vec<_>) =
-            (0..shards).map(|_| mpsc::unbounded_channel()).unzip();
+        debug_assert!(shards <= crate::dispatch::MAX_SHARDS);
+        let dispatch = (0..shards).map(|_| Shard::default()).collect();
         let mut reactors = Vec::new();
         let mut polls = Vec::new();
         // Sessions name their reactor in 16 bits.
@@ -191,7 +191,7 @@ impl<A: Authenticator, L: SessionListener, H: RequestHandler> ServerBuilder<A, L
             reactors.push(reactor);
             polls.push(poll);
         }
-        let shared = Arc::new(Shared::new(self.options, limiter, senders, reactors));
+        let shared = Arc::new(Shared::new(self.options, limiter, dispatch, reactors));
         for (index, poll) in (0..=u16::MAX).zip(polls) {
             reactor::spawn(index, poll, shared.clone()).map_err(StartError::Reactor)?;
         }
@@ -205,9 +205,9 @@ impl<A: Authenticator, L: SessionListener, H: RequestHandler> ServerBuilder<A, L
             shared: shared.clone(),
         };
         let (listener, handler) = (Arc::new(self.listener), Arc::new(self.handler));
-        for events in receivers {
+        for index in 0..shards {
             tokio::spawn(crate::dispatch::run(
-                events,
+                index,
                 listener.clone(),
                 handler.clone(),
                 handle.clone(),
