@@ -45,6 +45,7 @@ mod api;
 mod clock;
 mod connection;
 pub mod demo;
+mod descriptors;
 mod dispatch;
 mod entropy;
 mod handle;
@@ -59,6 +60,7 @@ pub use api::{
     Authenticator, DenyAll, Identity, LoginAttempt, NoopListener, NotFound, Rejection,
     RequestHandler, SessionInfo, SessionListener,
 };
+pub use descriptors::reserve_descriptors;
 pub use handle::{LifecycleEvent, LifecycleKind, SendError, ServerHandle};
 pub use limits::LimitExceeded;
 pub use options::{Rate, ServerOptions};

@@ -23,6 +23,12 @@ fn main() -> ExitCode {
         .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_target(false)
         .init();
+    // Before any thread starts: see `reserve_descriptors`. A few more than
+    // the connections, for the listeners and the log.
+    if let Ok(options) = settings.options() {
+        let held = session_server::reserve_descriptors(options.max_connections.saturating_add(64));
+        tracing::debug!(held, "descriptor table grown");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
