@@ -33,4 +33,5 @@ fn the_table_grows_and_every_descriptor_is_given_back() {
     assert_eq!(session_server::reserve_descriptors(COUNT), COUNT);
     assert!(table_size() >= COUNT, "FDSize {}", table_size());
     assert_eq!(open_descriptors(), before);
+    assert_eq!(session_server::reserve_descriptors(0), 0);
 }
