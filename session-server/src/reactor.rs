@@ -316,6 +316,8 @@ impl Reactor {
                 inbox.stop
             };
             if stop {
+                // The last round's events must still reach the backend.
+                dispatch::flush_wakeups(&self.shared.dispatch);
                 return;
             }
             let now = Instant::now();
