@@ -307,3 +307,79 @@ async fn a_close_right_behind_a_frame_is_noticed() {
         }
     }
 }
+
+/// When a crowd of reactor-driven clients vanishes at once, every session's
+/// `Detached`, `on_expire` and `on_close` reach the backend, in that order
+/// for each session. The reactors defer their wake-ups of the dispatchers
+/// to the end of a turn; none may be lost, nor hold up the watchdogs'
+/// events queued behind it.
+#[tokio::test]
+async fn a_crowd_vanishing_at_once_reaches_the_backend_whole() {
+    const CROWD: usize = 60;
+    let recorder = Recorder::default();
+    let server = start(options(2), recorder.clone()).await;
+    let url = url(&server, "tcp");
+    let mut lifecycle = server.handle().subscribe();
+    let mut clients = Vec::new();
+    for i in 0..CROWD {
+        let user = format!("load-{i}");
+        clients.push(TestClient::online_with(&url, &user, "web", Duration::from_millis(100)).await);
+    }
+    // Every socket closes at once.
+    drop(clients);
+
+    let expired = |seen: &[Seen]| {
+        seen.iter()
+            .filter(|e| matches!(e, Seen::Close(_, CloseCode::Expired)))
+            .count()
+    };
+    let seen = recorder.wait_for(|seen| expired(seen) == CROWD).await;
+    for i in 0..CROWD {
+        let user = format!("load-{i}");
+        let mine: Vec<&Seen> = seen
+            .iter()
+            .filter(|e| match e {
+                Seen::Open(u) | Seen::Expire(u) | Seen::Close(u, _) => *u == user,
+            })
+            .collect();
+        assert_eq!(
+            mine,
+            [
+                &Seen::Open(user.clone()),
+                &Seen::Expire(user.clone()),
+                &Seen::Close(user.clone(), CloseCode::Expired)
+            ]
+        );
+    }
+    // The subscribers heard every detach, each between its session's
+    // opening and its expiry.
+    let mut detached = 0;
+    let mut last = std::collections::HashMap::new();
+    while detached < CROWD || last.values().any(|kind| *kind != "closed") {
+        let change = tokio::time::timeout(common::SOON, lifecycle.recv())
+            .await
+            .expect("every change is heard")
+            .expect("no change is dropped");
+        let user = change.session.user_id.to_string();
+        let kind = match change.kind {
+            LifecycleKind::Opened => "opened",
+            LifecycleKind::Detached => {
+                detached += 1;
+                "detached"
+            }
+            LifecycleKind::Expired => "expired",
+            LifecycleKind::Closed { .. } => "closed",
+            other => panic!("{user}: unexpected {other:?}"),
+        };
+        let before = last.insert(user.clone(), kind);
+        let expected = match kind {
+            "opened" => None,
+            "detached" => Some("opened"),
+            "expired" => Some("detached"),
+            _ => Some("expired"),
+        };
+        assert_eq!(before, expected, "{user}: {kind} after {before:?}");
+    }
+    assert_eq!(detached, CROWD);
+    assert_eq!(last.len(), CROWD);
+}
