@@ -128,8 +128,17 @@ pub struct NoopListener;
 
 impl SessionListener for NoopListener {}
 
-/// Answers client requests. Each request runs in its own task; a request
-/// re-sent after a resume is answered from the cache and not run again.
+/// Answers client requests. A request re-sent after a resume is answered
+/// from the cache and not run again.
+///
+/// The handler's future is first polled where the request is taken: on the
+/// reactor thread that read it (when its session's dispatcher has nothing
+/// in hand), or on the dispatcher. A handler that answers without waiting
+/// (an echo, a relay) answers there, with no task; one that waits continues
+/// on a task of its own. So the future must not block before its first
+/// `.await` (move blocking work to `spawn_blocking`): it would hold up the
+/// other sessions of that reactor. A handler that panics fails its request
+/// with `INTERNAL`; the session and the server carry on.
 pub trait RequestHandler: Send + Sync + 'static {
     /// Answers `body` from `session`.
     fn handle(

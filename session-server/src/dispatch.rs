@@ -1,18 +1,23 @@
 //! The dispatcher: hands each session's core events to the backend, in
 //! order (listener callbacks, request handler tasks, lifecycle subscribers).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
 
-use session_core::ServerEvent;
+use bytes::Bytes;
+use futures_util::FutureExt;
+use session_core::{ErrorCode, ResponseError, ServerEvent};
 use tokio::sync::Notify;
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 
 use crate::api::{RequestHandler, SessionListener};
 use crate::handle::{LifecycleEvent, LifecycleKind, ServerHandle};
-use crate::registry::{Dispatch, lock};
+use crate::registry::{Dispatch, SessionCell, lock};
 
 /// One dispatcher's queue: the events of its sessions in the order the
 /// sessions made them (each is pushed under its session's lock), and the
@@ -21,12 +26,18 @@ use crate::registry::{Dispatch, lock};
 pub(crate) struct Shard {
     queue: Mutex<Vec<Dispatch>>,
     ready: Notify,
+    /// Events queued and not yet handled.
+    pending: AtomicUsize,
 }
 
 thread_local! {
     /// On a thread that defers its wake-ups (a reactor): the shards it
     /// queued events for since it last flushed them, a bit each.
     static DEFERRED: Cell<Option<u64>> = const { Cell::new(None) };
+
+    /// On a thread that defers its wake-ups: requests set aside to be
+    /// answered on this thread ([`take_inline`]) instead of queued.
+    static INLINE: RefCell<Vec<Dispatch>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Events a dispatcher hands on before it lets other tasks run.
@@ -40,13 +51,37 @@ pub(crate) const MAX_SHARDS: usize = 64;
 
 impl Shard {
     /// Queues an event of shard `index`, and wakes its dispatcher if the
-    /// queue was empty (otherwise the first event's wake-up is on its way).
+    /// queue was empty (otherwise the first event's wake-up is on its way);
+    /// or, on a reactor, sets a request aside for the reactor to answer.
     ///
     /// On a thread that defers wake-ups, the wake-up for an event that is
     /// not `urgent` waits for the thread's next [`flush_wakeups`]; an urgent
     /// one (a request: someone waits for its answer) goes at once, and takes
     /// this thread's deferred wake-up of the shard with it.
     pub(crate) fn push(&self, index: usize, dispatch: Dispatch, urgent: bool) {
+        let deferring = DEFERRED.get().is_some();
+        if deferring {
+            // A request whose shard has nothing queued or in hand is
+            // answered on this thread once the session's lock is released
+            // (`take_inline`): every event its session made before it has
+            // been handled, so it cannot overtake one.
+            if urgent && self.pending.load(Ordering::Acquire) == 0 {
+                INLINE.with_borrow_mut(|inline| inline.push(dispatch));
+                return;
+            }
+            // Requests set aside by this change to the session go first,
+            // to keep the session's order.
+            let set_aside = INLINE.with_borrow_mut(std::mem::take);
+            for earlier in set_aside {
+                debug_assert!(Arc::ptr_eq(&earlier.cell, &dispatch.cell));
+                self.enqueue(index, earlier, true);
+            }
+        }
+        self.enqueue(index, dispatch, urgent);
+    }
+
+    fn enqueue(&self, index: usize, dispatch: Dispatch, urgent: bool) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
         let first = {
             let mut queue = lock(&self.queue);
             queue.push(dispatch);
@@ -116,6 +151,7 @@ pub(crate) async fn run<L: SessionListener, H: RequestHandler>(
         }
         for (done, dispatch) in batch.drain(..).enumerate() {
             handle(dispatch, &*listener, &handler, &server);
+            shard.pending.fetch_sub(1, Ordering::AcqRel);
             // A long batch (ten thousand sessions detaching at once) lets
             // the worker's other tasks run now and then, as a channel's
             // cooperative budget would.
@@ -130,6 +166,53 @@ pub(crate) async fn run<L: SessionListener, H: RequestHandler>(
     }
 }
 
+/// A request's answer on its way, after its first poll.
+pub(crate) type Waiting = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs the handler of request `id` and responds: a handler that answers
+/// without waiting (an echo, a relay) answers here; one that waits is
+/// returned, for the caller to spawn as a task (whose first poll registers
+/// the real waker).
+pub(crate) fn answer<H: RequestHandler>(
+    cell: Arc<SessionCell>,
+    id: u64,
+    body: Bytes,
+    handler: &Arc<H>,
+    server: &ServerHandle,
+) -> Option<Waiting> {
+    let (handler, server) = (handler.clone(), server.clone());
+    let mut answer: Waiting = Box::pin(async move {
+        // A handler that panics fails its request, not the thread that
+        // polls it (a reactor, a dispatcher or a task of its own).
+        let handled = AssertUnwindSafe(handler.handle(&cell.info, body, &server))
+            .catch_unwind()
+            .await;
+        let result = handled.unwrap_or_else(|_| {
+            error!(session = %cell.info.id, request = id, "the request handler panicked");
+            Err(ResponseError {
+                code: ErrorCode::Internal,
+                message: "the handler failed".into(),
+            })
+        });
+        server.shared.with_session(&cell, |state| {
+            // Refused only if the session closed meanwhile.
+            let _ = state.session.respond(id, result);
+        });
+    });
+    let mut cx = Context::from_waker(Waker::noop());
+    answer.as_mut().poll(&mut cx).is_pending().then_some(answer)
+}
+
+/// Answers a request on a reactor: [`answer`] with the server's handler.
+pub(crate) type Answer = Arc<dyn Fn(Arc<SessionCell>, u64, Bytes) -> Option<Waiting> + Send + Sync>;
+
+/// Takes the requests this thread set aside to answer itself (see
+/// [`Shard::push`]); call it right after the change to the session that
+/// made them, with the session's lock released.
+pub(crate) fn take_inline() -> Vec<Dispatch> {
+    INLINE.with_borrow_mut(std::mem::take)
+}
+
 /// Hands one event to the backend.
 fn handle<L: SessionListener, H: RequestHandler>(
     Dispatch { cell, event }: Dispatch,
@@ -141,20 +224,8 @@ fn handle<L: SessionListener, H: RequestHandler>(
         let session = &cell.info;
         let kind = match event {
             ServerEvent::Request { id, body } => {
-                let (handler, server, cell) = (handler.clone(), server.clone(), cell.clone());
-                let mut answer = Box::pin(async move {
-                    let result = handler.handle(&cell.info, body, &server).await;
-                    server.shared.with_session(&cell, |state| {
-                        // Refused only if the session closed meanwhile.
-                        let _ = state.session.respond(id, result);
-                    });
-                });
-                // A handler that answers without waiting (an echo, a relay)
-                // answers here; one that waits gets a task, whose first
-                // poll registers the real waker.
-                let mut cx = Context::from_waker(Waker::noop());
-                if answer.as_mut().poll(&mut cx).is_pending() {
-                    tokio::spawn(answer);
+                if let Some(waiting) = answer(cell, id, body, handler, server) {
+                    tokio::spawn(waiting);
                 }
                 return;
             }
@@ -203,7 +274,9 @@ mod tests {
 
     use session_core::{ServerConfig, ServerEvent, ServerSession, SessionId};
 
-    use super::{Shard, defer_wakeups, flush_wakeups};
+    use std::sync::atomic::Ordering;
+
+    use super::{Shard, defer_wakeups, flush_wakeups, take_inline};
     use crate::api::SessionInfo;
     use crate::registry::{CellState, Dispatch, SessionCell};
 
@@ -270,6 +343,57 @@ mod tests {
         flush_wakeups(&shards);
         assert!(shards.iter().all(|shard| !woken(shard)));
         assert_eq!(queued(&shards[0]), 3);
+    }
+
+    #[test]
+    fn a_reactor_sets_a_request_aside_only_while_its_shard_is_idle() {
+        defer_wakeups();
+        let shards = [Shard::default()];
+        let request = event(true);
+        let cell = request.cell.clone();
+        // Nothing pending: the request is the reactor's to answer.
+        shards[0].push(0, request, true);
+        assert_eq!(queued(&shards[0]), 0);
+        let taken = take_inline();
+        assert_eq!(taken.len(), 1);
+        assert!(take_inline().is_empty());
+
+        // Set aside again, then an event of the same change to the session
+        // that is not a request: both go to the queue, the request first.
+        shards[0].push(
+            0,
+            Dispatch {
+                cell: cell.clone(),
+                ..event(true)
+            },
+            true,
+        );
+        shards[0].push(
+            0,
+            Dispatch {
+                cell: cell.clone(),
+                ..event(false)
+            },
+            false,
+        );
+        assert!(take_inline().is_empty());
+        let queue = shards[0].queue.lock().unwrap();
+        assert!(matches!(queue[0].event, ServerEvent::Request { .. }));
+        assert!(matches!(queue[1].event, ServerEvent::Detached));
+        drop(queue);
+
+        // With events pending, a request queues behind them.
+        shards[0].push(
+            0,
+            Dispatch {
+                cell,
+                ..event(true)
+            },
+            true,
+        );
+        assert!(take_inline().is_empty());
+        assert_eq!(queued(&shards[0]), 3);
+        assert_eq!(shards[0].pending.load(Ordering::Acquire), 3);
     }
 
     #[test]

@@ -46,14 +46,14 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use session_core::{FrameDecoder, Framing, Transmit};
+use session_core::{FrameDecoder, Framing, ServerEvent, Transmit};
 use session_transport::ws_frames::{self, WsIncoming};
 use tracing::{debug, warn};
 
 use crate::connection::{LINGER, detach, watch_detached};
-use crate::dispatch;
+use crate::dispatch::{self, Answer};
 use crate::limits::Admitted;
-use crate::registry::{Driver, SessionCell, Shared, lock};
+use crate::registry::{Dispatch, Driver, SessionCell, Shared, lock};
 
 /// The token of the reactor's waker.
 const WAKER: Token = Token(usize::MAX);
@@ -150,7 +150,7 @@ impl Drop for StopOnDrop {
 }
 
 /// Starts reactor number `index` of `shared` on a thread of its own.
-pub(crate) fn spawn(index: u16, poll: Poll, shared: Arc<Shared>) -> io::Result<()> {
+pub(crate) fn spawn(index: u16, poll: Poll, shared: Arc<Shared>, answer: Answer) -> io::Result<()> {
     let runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name(format!("session-reactor-{index}"))
@@ -159,6 +159,7 @@ pub(crate) fn spawn(index: u16, poll: Poll, shared: Arc<Shared>) -> io::Result<(
                 index,
                 poll,
                 shared,
+                answer,
                 runtime,
                 conns: Vec::new(),
                 free: Vec::new(),
@@ -173,6 +174,10 @@ pub(crate) fn spawn(index: u16, poll: Poll, shared: Arc<Shared>) -> io::Result<(
             };
             reactor.decoder = FrameDecoder::new(reactor.shared.core.max_frame_len);
             dispatch::defer_wakeups();
+            // Request handlers run here too, and may use tokio's timers or
+            // spawn.
+            let runtime = reactor.runtime.clone();
+            let _runtime = runtime.enter();
             reactor.run();
         })
         .map(drop)
@@ -272,6 +277,9 @@ struct Reactor {
     index: u16,
     poll: Poll,
     shared: Arc<Shared>,
+    /// Answers the requests this reactor reads, when their dispatcher has
+    /// nothing in hand (see `dispatch::Shard::push`).
+    answer: Answer,
     runtime: tokio::runtime::Handle,
     conns: Vec<Option<Conn>>,
     free: Vec<u32>,
@@ -618,6 +626,15 @@ impl Reactor {
             }
             true
         });
+        // Requests answered here rather than by the dispatcher: one
+        // hand-off between threads less for each.
+        for Dispatch { cell, event } in dispatch::take_inline() {
+            if let ServerEvent::Request { id, body } = event {
+                if let Some(waiting) = (self.answer)(cell, id, body) {
+                    self.runtime.spawn(waiting);
+                }
+            }
+        }
         if !attached {
             return Outcome::Drop;
         }

@@ -11,7 +11,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{Authenticator, DenyAll, NoopListener, NotFound, RequestHandler, SessionListener};
 use crate::connection;
-use crate::dispatch::Shard;
+use crate::dispatch::{Answer, Shard};
 use crate::entropy::OsEntropy;
 use crate::handle::ServerHandle;
 use crate::limits::Limiter;
@@ -192,8 +192,19 @@ impl<A: Authenticator, L: SessionListener, H: RequestHandler> ServerBuilder<A, L
             polls.push(poll);
         }
         let shared = Arc::new(Shared::new(self.options, limiter, dispatch, reactors));
+        let handle = ServerHandle {
+            shared: shared.clone(),
+        };
+        let (listener, handler) = (Arc::new(self.listener), Arc::new(self.handler));
+        let answer: Answer = {
+            let (handler, handle) = (handler.clone(), handle.clone());
+            Arc::new(move |cell, id, body| {
+                crate::dispatch::answer(cell, id, body, &handler, &handle)
+            })
+        };
         for (index, poll) in (0..=u16::MAX).zip(polls) {
-            reactor::spawn(index, poll, shared.clone()).map_err(StartError::Reactor)?;
+            reactor::spawn(index, poll, shared.clone(), answer.clone())
+                .map_err(StartError::Reactor)?;
         }
         // The reactors stop when the runtime drops this task (or at shutdown).
         let stop = StopOnDrop(shared.clone());
@@ -201,10 +212,6 @@ impl<A: Authenticator, L: SessionListener, H: RequestHandler> ServerBuilder<A, L
             let _stop = stop;
             std::future::pending::<()>().await;
         });
-        let handle = ServerHandle {
-            shared: shared.clone(),
-        };
-        let (listener, handler) = (Arc::new(self.listener), Arc::new(self.handler));
         for index in 0..shards {
             tokio::spawn(crate::dispatch::run(
                 index,
