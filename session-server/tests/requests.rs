@@ -13,7 +13,7 @@ use common::{KINDS, TestClient, fast_options, url};
 use session_core::{ErrorCode, RequestFailure, ResponseError};
 use session_server::demo::UserTable;
 use session_server::{
-    Listen, RequestHandler, Server, ServerHandle, ServerOptions, SessionInfo, SessionListener,
+    RequestHandler, Server, ServerHandle, ServerOptions, SessionInfo, SessionListener,
 };
 
 /// Users whose `on_open` has run, in order.
@@ -61,14 +61,7 @@ impl RequestHandler for Checked {
 
 async fn start(reactor_threads: usize) -> (Server, Opened) {
     let opened = Opened::default();
-    let server = Server::builder()
-        .listen(Listen::Tcp {
-            addr: "127.0.0.1:0".parse().unwrap(),
-        })
-        .listen(Listen::Ws {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            path: "/session".into(),
-        })
+    let server = common::loopback()
         .options(ServerOptions {
             reactor_threads,
             ..fast_options()

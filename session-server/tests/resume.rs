@@ -11,7 +11,7 @@ use bytes::Bytes;
 use common::{KINDS, Recorder, TestClient, fast_options, start, url};
 use session_core::{ClientEvent, ClientState, CloseReason, RejectCode, ResponseError};
 use session_server::demo::UserTable;
-use session_server::{Listen, RequestHandler, Server, ServerHandle, SessionInfo};
+use session_server::{RequestHandler, ServerHandle, SessionInfo};
 
 #[tokio::test]
 async fn resume_replays_every_missed_event_once_and_in_order() {
@@ -116,14 +116,7 @@ impl RequestHandler for Slow {
 async fn a_request_retried_across_a_resume_is_executed_once() {
     for kind in KINDS {
         let slow = Slow::default();
-        let server = Server::builder()
-            .listen(Listen::Tcp {
-                addr: "127.0.0.1:0".parse().unwrap(),
-            })
-            .listen(Listen::Ws {
-                addr: "127.0.0.1:0".parse().unwrap(),
-                path: "/session".into(),
-            })
+        let server = common::loopback()
             .options(fast_options())
             .authenticator(UserTable::demo())
             .request_handler(slow.clone())

@@ -18,7 +18,7 @@ use session_core::{
     Framing, RequestFailure, ServerConfig, Transmit,
 };
 use session_server::demo::{DemoApp, UserTable};
-use session_server::{Listen, Server, ServerOptions, SessionInfo, SessionListener};
+use session_server::{Listen, Server, ServerBuilder, ServerOptions, SessionInfo, SessionListener};
 use session_transport::{ConnectOptions, Transport};
 
 /// Both transports every behaviour is tested over.
@@ -95,9 +95,9 @@ impl SessionListener for Recorder {
     }
 }
 
-/// Starts a demo server (demo users, echo and relay) with TCP and WS
-/// listeners on free ports.
-pub async fn start(options: ServerOptions, recorder: Recorder) -> Server {
+/// A server builder with a TCP and a WebSocket listener on free loopback
+/// ports.
+pub fn loopback() -> ServerBuilder {
     Server::builder()
         .listen(Listen::Tcp {
             addr: "127.0.0.1:0".parse().unwrap(),
@@ -106,6 +106,12 @@ pub async fn start(options: ServerOptions, recorder: Recorder) -> Server {
             addr: "127.0.0.1:0".parse().unwrap(),
             path: "/session".into(),
         })
+}
+
+/// Starts a demo server (demo users, echo and relay) with TCP and WS
+/// listeners on free ports.
+pub async fn start(options: ServerOptions, recorder: Recorder) -> Server {
+    loopback()
         .options(options)
         .authenticator(UserTable::demo())
         .request_handler(DemoApp)
