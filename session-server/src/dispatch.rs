@@ -1,5 +1,6 @@
 //! The dispatcher: hands each session's core events to the backend, in
 //! order (listener callbacks, request handler tasks, lifecycle subscribers).
+//! A reactor answers some requests itself (see [`Shard::push`]).
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -220,48 +221,46 @@ fn handle<L: SessionListener, H: RequestHandler>(
     handler: &Arc<H>,
     server: &ServerHandle,
 ) {
-    {
-        let session = &cell.info;
-        let kind = match event {
-            ServerEvent::Request { id, body } => {
-                if let Some(waiting) = answer(cell, id, body, handler, server) {
-                    tokio::spawn(waiting);
-                }
-                return;
+    let session = &cell.info;
+    let kind = match event {
+        ServerEvent::Request { id, body } => {
+            if let Some(waiting) = answer(cell, id, body, handler, server) {
+                tokio::spawn(waiting);
             }
-            ServerEvent::Opened { .. } => {
-                info!(session = %session.id, user = %session.user_id, device = %session.device, remote = %session.remote_addr, "session opened");
-                listener.on_open(session, server);
-                LifecycleKind::Opened
-            }
-            ServerEvent::Detached => {
-                debug!(session = %session.id, "session detached");
-                LifecycleKind::Detached
-            }
-            ServerEvent::Resumed => {
-                info!(session = %session.id, "session resumed");
-                LifecycleKind::Resumed
-            }
-            ServerEvent::Expired => {
-                listener.on_expire(session);
-                LifecycleKind::Expired
-            }
-            ServerEvent::Closed { code, reason } => {
-                info!(session = %session.id, user = %session.user_id, %code, reason = %reason, "session closed");
-                listener.on_close(session, code, &reason);
-                LifecycleKind::Closed { code, reason }
-            }
-            // Only a connection that has not logged in asks for a login; such
-            // sessions are not filed and never reach the dispatcher.
-            ServerEvent::LoginRequested(_) => return,
-            _ => return,
-        };
-        // Nobody may be subscribed: that is fine.
-        let _ = server.shared.lifecycle.send(LifecycleEvent {
-            session: session.clone(),
-            kind,
-        });
-    }
+            return;
+        }
+        ServerEvent::Opened { .. } => {
+            info!(session = %session.id, user = %session.user_id, device = %session.device, remote = %session.remote_addr, "session opened");
+            listener.on_open(session, server);
+            LifecycleKind::Opened
+        }
+        ServerEvent::Detached => {
+            debug!(session = %session.id, "session detached");
+            LifecycleKind::Detached
+        }
+        ServerEvent::Resumed => {
+            info!(session = %session.id, "session resumed");
+            LifecycleKind::Resumed
+        }
+        ServerEvent::Expired => {
+            listener.on_expire(session);
+            LifecycleKind::Expired
+        }
+        ServerEvent::Closed { code, reason } => {
+            info!(session = %session.id, user = %session.user_id, %code, reason = %reason, "session closed");
+            listener.on_close(session, code, &reason);
+            LifecycleKind::Closed { code, reason }
+        }
+        // Only a connection that has not logged in asks for a login; such
+        // sessions are not filed and never reach the dispatcher.
+        ServerEvent::LoginRequested(_) => return,
+        _ => return,
+    };
+    // Nobody may be subscribed: that is fine.
+    let _ = server.shared.lifecycle.send(LifecycleEvent {
+        session: session.clone(),
+        kind,
+    });
 }
 
 #[cfg(test)]
@@ -272,9 +271,9 @@ mod tests {
     use std::task::{Context, Waker};
     use std::time::Instant;
 
-    use session_core::{ServerConfig, ServerEvent, ServerSession, SessionId};
-
     use std::sync::atomic::Ordering;
+
+    use session_core::{ServerConfig, ServerEvent, ServerSession, SessionId};
 
     use super::{Shard, defer_wakeups, flush_wakeups, take_inline};
     use crate::api::SessionInfo;
