@@ -31,6 +31,12 @@
 //!   the write deadline, the close linger) in a binary heap, re-armed
 //!   lazily: a deadline that moved later (every heartbeat moves it) is not
 //!   pushed again; the earlier entry fires, finds nothing due and re-arms.
+//! - **Events and requests:** the core's events go to the dispatchers'
+//!   queues, whose wake-ups wait for the end of the reactor's turn. A
+//!   request whose dispatcher has nothing in hand is answered here
+//!   instead, right after the session's lock is released
+//!   (`dispatch::Shard::push`); the reactor's thread enters the tokio
+//!   runtime for the handlers.
 //!
 //! Everything else (TLS and WSS, the login phase, detached sessions)
 //! stays on tokio tasks.
