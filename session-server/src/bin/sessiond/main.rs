@@ -6,8 +6,8 @@ mod settings;
 
 use std::process::ExitCode;
 
-use session_server::Server;
 use session_server::demo::{DEMO_USERS, DemoApp, LOAD_PASSWORD, UserTable};
+use session_server::{Server, ServerOptions};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -23,9 +23,11 @@ fn main() -> ExitCode {
         .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_target(false)
         .init();
+    // Built once; an error is reported by `run`, as any other setting's.
+    let options = settings.options();
     // Before any thread starts: see `reserve_descriptors`. A few more than
     // the connections, for the listeners and the log.
-    if let Ok(options) = settings.options() {
+    if let Ok(options) = &options {
         let held = session_server::reserve_descriptors(options.max_connections.saturating_add(64));
         tracing::debug!(held, "descriptor table grown");
     }
@@ -36,7 +38,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(settings)) {
+    match runtime.block_on(run(settings, options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("sessiond: {message}");
@@ -45,8 +47,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(settings: settings::Settings) -> Result<(), String> {
-    let options = settings.options()?;
+async fn run(
+    settings: settings::Settings,
+    options: Result<ServerOptions, String>,
+) -> Result<(), String> {
+    let options = options?;
     let listeners = settings.listeners()?;
     let users = match &settings.users {
         Some(path) => {
