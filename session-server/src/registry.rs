@@ -2,7 +2,9 @@
 //! is in, and the one way to touch that state (`Shared::with_session`), which
 //! forwards the core's events to the dispatcher in order.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -91,55 +93,128 @@ pub(crate) struct Dispatch {
     pub(crate) event: ServerEvent,
 }
 
+/// The registry's tables. Each entry is one pointer to a cell, hashed and
+/// compared by what the cell holds (its id, its user's name): the tables
+/// keep no copy of a key, so a session costs 8 bytes in each (plus the
+/// tables' room to grow), against 16 and 32 bytes for maps keyed by copies
+/// of the id and the name.
 #[derive(Debug, Default)]
 struct Sessions {
-    by_id: HashMap<SessionId, Arc<SessionCell>>,
-    by_user: HashMap<Arc<str>, UserSessions>,
+    by_id: HashSet<ById>,
+    /// The oldest live session of each user.
+    by_user: HashSet<ByUser>,
+    /// The other sessions of users with several, oldest first (rare: most
+    /// users have one session, which needs no list).
+    more: HashMap<Arc<str>, Vec<Arc<SessionCell>>>,
 }
 
-/// The sessions of one user: most users have one, which needs no list
-/// (and the list is boxed, so that the table's entries stay small).
+/// A cell filed by its session's id.
 #[derive(Debug)]
-enum UserSessions {
-    One(Arc<SessionCell>),
-    // Reason: the box keeps this enum at 16 bytes in every entry of the
-    // users' table; the extra allocation is paid only by users with several
-    // sessions.
-    #[allow(clippy::box_collection)]
-    Many(Box<Vec<Arc<SessionCell>>>),
+struct ById(Arc<SessionCell>);
+
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `SessionId` hashes, so that the table can be searched by id.
+        self.0.info.id.hash(state);
+    }
 }
 
-impl UserSessions {
-    fn push(&mut self, cell: Arc<SessionCell>) {
-        match self {
-            Self::One(first) => *self = Self::Many(Box::new(vec![first.clone(), cell])),
-            Self::Many(list) => list.push(cell),
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.info.id == other.0.info.id
+    }
+}
+
+impl Eq for ById {}
+
+impl Borrow<SessionId> for ById {
+    fn borrow(&self) -> &SessionId {
+        &self.0.info.id
+    }
+}
+
+/// A cell filed by its user's name.
+#[derive(Debug)]
+struct ByUser(Arc<SessionCell>);
+
+impl Hash for ByUser {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that the table can be searched by name.
+        self.0.info.user_id.hash(state);
+    }
+}
+
+impl PartialEq for ByUser {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.info.user_id == other.0.info.user_id
+    }
+}
+
+impl Eq for ByUser {}
+
+impl Borrow<str> for ByUser {
+    fn borrow(&self) -> &str {
+        &self.0.info.user_id
+    }
+}
+
+impl Sessions {
+    fn insert(&mut self, cell: Arc<SessionCell>) {
+        if self.by_user.contains(&*cell.info.user_id) {
+            self.more
+                .entry(cell.info.user_id.clone())
+                .or_default()
+                .push(cell.clone());
+        } else {
+            self.by_user.insert(ByUser(cell.clone()));
         }
+        // `replace`: a cell filed under the same id (none is, ids are
+        // unique) would give way, as a map's `insert` would.
+        self.by_id.replace(ById(cell));
     }
 
-    /// Removes `cell`; true if no session is left.
-    fn remove(&mut self, cell: &Arc<SessionCell>) -> bool {
-        match self {
-            Self::One(only) => Arc::ptr_eq(only, cell),
-            Self::Many(list) => {
-                list.retain(|c| !Arc::ptr_eq(c, cell));
-                match list.as_slice() {
-                    [] => true,
-                    [only] => {
-                        *self = Self::One(only.clone());
-                        false
-                    }
-                    _ => false,
+    fn remove(&mut self, cell: &Arc<SessionCell>) {
+        if self
+            .by_id
+            .get(&cell.info.id)
+            .is_some_and(|c| Arc::ptr_eq(&c.0, cell))
+        {
+            self.by_id.remove(&cell.info.id);
+        }
+        let user = &*cell.info.user_id;
+        if self
+            .by_user
+            .get(user)
+            .is_some_and(|c| Arc::ptr_eq(&c.0, cell))
+        {
+            self.by_user.remove(user);
+            // The next oldest, if any, takes its place.
+            if let Some(others) = self.more.get_mut(user) {
+                if !others.is_empty() {
+                    self.by_user.insert(ByUser(others.remove(0)));
                 }
+                if others.is_empty() {
+                    self.more.remove(user);
+                }
+            }
+        } else if let Some(others) = self.more.get_mut(user) {
+            others.retain(|c| !Arc::ptr_eq(c, cell));
+            if others.is_empty() {
+                self.more.remove(user);
             }
         }
     }
 
-    fn to_vec(&self) -> Vec<Arc<SessionCell>> {
-        match self {
-            Self::One(only) => vec![only.clone()],
-            Self::Many(list) => list.to_vec(),
-        }
+    /// The live sessions of `user`, oldest first.
+    fn of_user(&self, user: &str) -> Vec<Arc<SessionCell>> {
+        let Some(first) = self.by_user.get(user) else {
+            return Vec::new();
+        };
+        let others = self.more.get(user).map_or(&[][..], Vec::as_slice);
+        let mut cells = Vec::with_capacity(1 + others.len());
+        cells.push(first.0.clone());
+        cells.extend(others.iter().cloned());
+        cells
     }
 }
 
@@ -278,45 +353,20 @@ impl Shared {
 
     /// Files a newly opened session.
     pub(crate) fn insert(&self, cell: Arc<SessionCell>) {
-        let mut sessions = lock(&self.sessions);
-        match sessions.by_user.entry(cell.info.user_id.clone()) {
-            std::collections::hash_map::Entry::Occupied(mut entry) => {
-                entry.get_mut().push(cell.clone());
-            }
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                entry.insert(UserSessions::One(cell.clone()));
-            }
-        }
-        sessions.by_id.insert(cell.info.id, cell);
+        lock(&self.sessions).insert(cell);
     }
 
     fn forget(&self, cell: &Arc<SessionCell>) {
-        let mut sessions = lock(&self.sessions);
-        if sessions
-            .by_id
-            .get(&cell.info.id)
-            .is_some_and(|c| Arc::ptr_eq(c, cell))
-        {
-            sessions.by_id.remove(&cell.info.id);
-        }
-        if let Some(list) = sessions.by_user.get_mut(&cell.info.user_id) {
-            if list.remove(cell) {
-                sessions.by_user.remove(&cell.info.user_id);
-            }
-        }
+        lock(&self.sessions).remove(cell);
     }
 
     pub(crate) fn get(&self, id: SessionId) -> Option<Arc<SessionCell>> {
-        lock(&self.sessions).by_id.get(&id).cloned()
+        lock(&self.sessions).by_id.get(&id).map(|c| c.0.clone())
     }
 
     /// The live (open or detached) sessions of `user`.
     pub(crate) fn of_user(&self, user: &str) -> Vec<Arc<SessionCell>> {
-        lock(&self.sessions)
-            .by_user
-            .get(user)
-            .map(UserSessions::to_vec)
-            .unwrap_or_default()
+        lock(&self.sessions).of_user(user)
     }
 
     /// The live sessions of `user` on `device`.
@@ -333,10 +383,166 @@ impl Shared {
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<SessionCell>> {
-        lock(&self.sessions).by_id.values().cloned().collect()
+        lock(&self.sessions)
+            .by_id
+            .iter()
+            .map(|c| c.0.clone())
+            .collect()
     }
 
     pub(crate) fn count(&self) -> usize {
         lock(&self.sessions).by_id.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn cell(id: u64, user: &str) -> Arc<SessionCell> {
+        let session = ServerSession::new(Instant::now(), Arc::new(ServerConfig::default()));
+        Arc::new(SessionCell {
+            info: SessionInfo {
+                id: SessionId(id),
+                user_id: user.into(),
+                device: "d".into(),
+                remote_addr: "127.0.0.1:1".parse().unwrap(),
+            },
+            state: Mutex::new(CellState::new(session, 0)),
+        })
+    }
+
+    fn ids(cells: &[Arc<SessionCell>]) -> Vec<u64> {
+        cells.iter().map(|c| c.info.id.0).collect()
+    }
+
+    /// What the tables hold, in a form to compare: every cell by id, and
+    /// every user's sessions in order.
+    fn contents(sessions: &Sessions) -> (Vec<u64>, Vec<(String, Vec<u64>)>) {
+        let mut by_id: Vec<u64> = sessions.by_id.iter().map(|c| c.0.info.id.0).collect();
+        by_id.sort_unstable();
+        let mut users: Vec<(String, Vec<u64>)> = sessions
+            .by_user
+            .iter()
+            .map(|c| {
+                let user = c.0.info.user_id.to_string();
+                let cells = ids(&sessions.of_user(&user));
+                (user, cells)
+            })
+            .collect();
+        users.sort();
+        (by_id, users)
+    }
+
+    #[test]
+    fn a_users_sessions_stay_in_order_whichever_goes_first() {
+        let mut sessions = Sessions::default();
+        let cells: Vec<_> = (1..=4).map(|id| cell(id, "ann")).collect();
+        let bob = cell(9, "bob");
+        for c in &cells {
+            sessions.insert(c.clone());
+        }
+        sessions.insert(bob.clone());
+        assert_eq!(ids(&sessions.of_user("ann")), [1, 2, 3, 4]);
+        assert_eq!(ids(&sessions.of_user("bob")), [9]);
+        assert!(sessions.of_user("carl").is_empty());
+        assert_eq!(sessions.more.len(), 1, "bob needs no list");
+
+        // The oldest goes: the next takes its place.
+        sessions.remove(&cells[0]);
+        assert_eq!(ids(&sessions.of_user("ann")), [2, 3, 4]);
+        // One from the middle.
+        sessions.remove(&cells[2]);
+        assert_eq!(ids(&sessions.of_user("ann")), [2, 4]);
+        sessions.remove(&cells[1]);
+        assert_eq!(ids(&sessions.of_user("ann")), [4]);
+        assert!(
+            sessions.more.is_empty(),
+            "ann's list goes with her second session"
+        );
+        assert_eq!(
+            contents(&sessions),
+            (
+                vec![4, 9],
+                vec![("ann".into(), vec![4]), ("bob".into(), vec![9])]
+            )
+        );
+
+        sessions.remove(&cells[3]);
+        sessions.remove(&bob);
+        assert!(
+            sessions.by_id.is_empty() && sessions.by_user.is_empty() && sessions.more.is_empty()
+        );
+    }
+
+    #[test]
+    fn an_entry_is_one_pointer() {
+        assert_eq!(size_of::<ById>(), 8);
+        assert_eq!(size_of::<ByUser>(), 8);
+    }
+
+    #[test]
+    fn a_cell_is_found_by_id_and_only_the_filed_one_is_forgotten() {
+        let mut sessions = Sessions::default();
+        let first = cell(5, "ann");
+        sessions.insert(first.clone());
+        assert!(Arc::ptr_eq(
+            &sessions.by_id.get(&SessionId(5)).unwrap().0,
+            &first
+        ));
+        assert!(!sessions.by_id.contains(&SessionId(6)));
+
+        // Removing a cell that is not filed (same id and user, another
+        // cell) leaves the filed one alone; removing twice is harmless.
+        let stranger = cell(5, "ann");
+        sessions.remove(&stranger);
+        assert_eq!(
+            contents(&sessions),
+            (vec![5], vec![("ann".into(), vec![5])])
+        );
+        sessions.remove(&first);
+        sessions.remove(&first);
+        assert_eq!(contents(&sessions), (vec![], vec![]));
+    }
+
+    #[test]
+    fn many_users_and_sessions_come_and_go() {
+        // A model check: the tables against a plain list, over a mix of
+        // logins and closes in a fixed pseudo-random order.
+        let mut sessions = Sessions::default();
+        let mut model: Vec<Arc<SessionCell>> = Vec::new();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for id in 0..2_000 {
+            if model.is_empty() || next() % 3 != 0 {
+                let c = cell(id, &format!("user-{}", next() % 50));
+                sessions.insert(c.clone());
+                model.push(c);
+            } else {
+                let c = model.remove((next() % model.len() as u64) as usize);
+                sessions.remove(&c);
+            }
+            if id % 97 == 0 {
+                let mut want_ids: Vec<u64> = model.iter().map(|c| c.info.id.0).collect();
+                want_ids.sort_unstable();
+                let mut want_users: Vec<(String, Vec<u64>)> = Vec::new();
+                for c in &model {
+                    let user = c.info.user_id.to_string();
+                    match want_users.iter_mut().find(|(u, _)| *u == user) {
+                        Some((_, list)) => list.push(c.info.id.0),
+                        None => want_users.push((user, vec![c.info.id.0])),
+                    }
+                }
+                want_users.sort();
+                assert_eq!(contents(&sessions), (want_ids, want_users), "after {id}");
+            }
+        }
     }
 }
