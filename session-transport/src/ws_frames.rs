@@ -186,6 +186,8 @@ pub fn encode_close(out: &mut BytesMut) {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     /// A client frame: masked with a fixed key.
@@ -330,5 +332,220 @@ mod tests {
         assert_eq!(&out[..5], &[0x82, 3, b'a', b'b', b'c']);
         assert_eq!(&out[5..9], &[0x82, 126, 1, 44]);
         assert_eq!(&out[309..], &[0x8a, 1, b'p', 0x88, 2, 0x03, 0xe8]);
+    }
+
+    /// What a generated client frame is.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Kind {
+        Binary,
+        Continuation,
+        Text,
+        Ping,
+        Pong,
+        Close,
+        /// Opcodes 3–7 and 11–15.
+        Reserved(u8),
+    }
+
+    impl Kind {
+        fn opcode(self) -> u8 {
+            match self {
+                Self::Binary => 2,
+                Self::Continuation => 0,
+                Self::Text => 1,
+                Self::Ping => 9,
+                Self::Pong => 10,
+                Self::Close => 8,
+                Self::Reserved(opcode) => opcode,
+            }
+        }
+    }
+
+    /// A client frame as the tests describe it, before it is put on the
+    /// wire.
+    #[derive(Debug, Clone)]
+    struct Spec {
+        kind: Kind,
+        fin: bool,
+        payload: Vec<u8>,
+        masked: bool,
+        reserved_bits: bool,
+        mask: [u8; 4],
+    }
+
+    impl Spec {
+        fn wire(&self, out: &mut Vec<u8>) {
+            let reserved = if self.reserved_bits { 0x40 } else { 0 };
+            out.push((u8::from(self.fin) << 7) | reserved | self.kind.opcode());
+            let mask_bit = if self.masked { 0x80 } else { 0 };
+            let len = self.payload.len();
+            match len {
+                0..=125 => out.push(mask_bit | len as u8),
+                126..=0xffff => {
+                    out.push(mask_bit | 126);
+                    out.extend_from_slice(&(len as u16).to_be_bytes());
+                }
+                _ => {
+                    out.push(mask_bit | 127);
+                    out.extend_from_slice(&(len as u64).to_be_bytes());
+                }
+            }
+            if self.masked {
+                out.extend_from_slice(&self.mask);
+                out.extend(
+                    self.payload
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| b ^ self.mask[i & 3]),
+                );
+            } else {
+                out.extend_from_slice(&self.payload);
+            }
+        }
+    }
+
+    /// What RFC 6455 and this module's contract say a run of frames comes
+    /// to: the things decoded, then the error that ends it (if any).
+    fn expected(specs: &[Spec], max: usize) -> (Vec<WsIncoming>, Option<ProtocolError>) {
+        let mut got = Vec::new();
+        let mut partial: Option<Vec<u8>> = None;
+        for spec in specs {
+            if spec.reserved_bits || !spec.masked {
+                return (got, Some(MALFORMED_WEBSOCKET));
+            }
+            let len = spec.payload.len();
+            match spec.kind {
+                Kind::Ping | Kind::Pong | Kind::Close if !spec.fin || len > 125 => {
+                    return (got, Some(MALFORMED_WEBSOCKET));
+                }
+                Kind::Ping => got.push(WsIncoming::Ping(Bytes::from(spec.payload.clone()))),
+                Kind::Pong => got.push(WsIncoming::Pong),
+                Kind::Close => got.push(WsIncoming::Close),
+                Kind::Text => return (got, Some(TEXT_MESSAGE)),
+                Kind::Reserved(_) => return (got, Some(MALFORMED_WEBSOCKET)),
+                Kind::Binary | Kind::Continuation => {
+                    let so_far = match (&partial, spec.kind) {
+                        (Some(_), Kind::Binary) | (None, Kind::Continuation) => {
+                            return (got, Some(MALFORMED_WEBSOCKET));
+                        }
+                        (Some(message), _) => message.len(),
+                        (None, _) => 0,
+                    };
+                    if so_far + len > max {
+                        let error = ProtocolError::FrameTooLarge {
+                            len: (so_far + len) as u64,
+                            max,
+                        };
+                        return (got, Some(error));
+                    }
+                    let mut message = partial.take().unwrap_or_default();
+                    message.extend_from_slice(&spec.payload);
+                    if spec.fin {
+                        got.push(WsIncoming::Message(Bytes::from(message)));
+                    } else {
+                        partial = Some(message);
+                    }
+                }
+            }
+        }
+        (got, None)
+    }
+
+    /// Decodes `wire` fed in pieces of the given sizes (cycled), checking
+    /// on the way that a message in progress never passes `max`.
+    fn decode_in_pieces(
+        wire: &[u8],
+        pieces: &[usize],
+        max: usize,
+    ) -> (Vec<WsIncoming>, Option<ProtocolError>) {
+        let mut buf = BytesMut::new();
+        let mut partial = None;
+        let mut got = Vec::new();
+        let mut at = 0;
+        for &piece in pieces.iter().cycle() {
+            if at == wire.len() {
+                break;
+            }
+            let end = (at + piece.max(1)).min(wire.len());
+            buf.extend_from_slice(&wire[at..end]);
+            at = end;
+            loop {
+                match decode_client_frame(&mut buf, &mut partial, max) {
+                    Ok(Some(incoming)) => got.push(incoming),
+                    Ok(None) => break,
+                    Err(error) => return (got, Some(error)),
+                }
+                assert!(partial.as_ref().is_none_or(|m: &BytesMut| m.len() <= max));
+            }
+        }
+        (got, None)
+    }
+
+    fn kind() -> impl Strategy<Value = Kind> {
+        prop_oneof![
+            6 => Just(Kind::Binary),
+            4 => Just(Kind::Continuation),
+            3 => Just(Kind::Ping),
+            2 => Just(Kind::Pong),
+            1 => Just(Kind::Close),
+            1 => Just(Kind::Text),
+            1 => prop_oneof![3u8..=7, 11u8..=15].prop_map(Kind::Reserved),
+        ]
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        (
+            kind(),
+            prop::bool::weighted(0.7),
+            prop_oneof![
+                8 => prop::collection::vec(any::<u8>(), 0..140),
+                // The edges of the length encodings, of control frames and
+                // of the limits below.
+                4 => prop::sample::select(&[125usize, 126, 127, 0xffff, 0x10000][..])
+                    .prop_map(|len| vec![0x5a; len]),
+                1 => prop::collection::vec(any::<u8>(), 120..70_000),
+            ],
+            prop::bool::weighted(0.97),
+            prop::bool::weighted(0.03),
+            any::<[u8; 4]>(),
+        )
+            .prop_map(|(kind, fin, payload, masked, reserved_bits, mask)| Spec {
+                kind,
+                fin,
+                payload,
+                masked,
+                reserved_bits,
+                mask,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Any run of client frames, valid or not, cut anywhere, decodes to
+        /// what the specification says, and stops at the first violation.
+        #[test]
+        fn any_run_of_frames_cut_anywhere_decodes_as_specified(
+            specs in prop::collection::vec(spec(), 1..12),
+            pieces in prop::collection::vec(1usize..200, 1..8),
+            max in prop::sample::select(&[100usize, 125, 126, 1_000, 0x10000, 100_000][..]),
+        ) {
+            let mut wire = Vec::new();
+            for spec in &specs {
+                spec.wire(&mut wire);
+            }
+            prop_assert_eq!(decode_in_pieces(&wire, &pieces, max), expected(&specs, max));
+        }
+
+        /// Arbitrary bytes never panic the decoder, and what it decodes
+        /// does not depend on how the bytes were cut.
+        #[test]
+        fn arbitrary_bytes_decode_the_same_however_they_are_cut(
+            wire in prop::collection::vec(any::<u8>(), 0..600),
+            pieces in prop::collection::vec(1usize..64, 1..8),
+        ) {
+            let whole = decode_in_pieces(&wire, &[wire.len().max(1)], 1_000);
+            prop_assert_eq!(decode_in_pieces(&wire, &pieces, 1_000), whole);
+        }
     }
 }
