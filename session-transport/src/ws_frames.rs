@@ -190,21 +190,29 @@ mod tests {
 
     use super::*;
 
+    /// Appends a client frame's first byte, its mask bit and its payload
+    /// length (the shortest encoding).
+    fn put_header(out: &mut Vec<u8>, first: u8, masked: bool, len: usize) {
+        out.push(first);
+        let mask_bit = if masked { 0x80 } else { 0 };
+        match len {
+            0..=125 => out.push(mask_bit | len as u8),
+            126..=0xffff => {
+                out.push(mask_bit | 126);
+                out.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                out.push(mask_bit | 127);
+                out.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+    }
+
     /// A client frame: masked with a fixed key.
     fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
         let key = [0x37, 0xfa, 0x21, 0x3d];
-        let mut out = vec![(u8::from(fin) << 7) | opcode];
-        match payload.len() {
-            0..=125 => out.push(0x80 | payload.len() as u8),
-            126..=0xffff => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-            }
-            _ => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-            }
-        }
+        let mut out = Vec::new();
+        put_header(&mut out, (u8::from(fin) << 7) | opcode, true, payload.len());
         out.extend_from_slice(&key);
         out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
         out
@@ -376,20 +384,8 @@ mod tests {
     impl Spec {
         fn wire(&self, out: &mut Vec<u8>) {
             let reserved = if self.reserved_bits { 0x40 } else { 0 };
-            out.push((u8::from(self.fin) << 7) | reserved | self.kind.opcode());
-            let mask_bit = if self.masked { 0x80 } else { 0 };
-            let len = self.payload.len();
-            match len {
-                0..=125 => out.push(mask_bit | len as u8),
-                126..=0xffff => {
-                    out.push(mask_bit | 126);
-                    out.extend_from_slice(&(len as u16).to_be_bytes());
-                }
-                _ => {
-                    out.push(mask_bit | 127);
-                    out.extend_from_slice(&(len as u64).to_be_bytes());
-                }
-            }
+            let first = (u8::from(self.fin) << 7) | reserved | self.kind.opcode();
+            put_header(out, first, self.masked, self.payload.len());
             if self.masked {
                 out.extend_from_slice(&self.mask);
                 out.extend(
