@@ -267,29 +267,16 @@ fn handle<L: SessionListener, H: RequestHandler>(
 mod tests {
     use std::future::Future;
     use std::pin::pin;
-    use std::sync::{Arc, Mutex};
-    use std::task::{Context, Waker};
-    use std::time::Instant;
-
     use std::sync::atomic::Ordering;
+    use std::task::{Context, Waker};
 
-    use session_core::{ServerConfig, ServerEvent, ServerSession, SessionId};
+    use session_core::ServerEvent;
 
     use super::{Shard, defer_wakeups, flush_wakeups, take_inline};
-    use crate::api::SessionInfo;
-    use crate::registry::{CellState, Dispatch, SessionCell};
+    use crate::registry::{Dispatch, SessionCell};
 
     fn event(urgent: bool) -> Dispatch {
-        let session = ServerSession::new(Instant::now(), Arc::new(ServerConfig::default()));
-        let cell = Arc::new(SessionCell {
-            info: SessionInfo {
-                id: SessionId(7),
-                user_id: "u".into(),
-                device: "d".into(),
-                remote_addr: "127.0.0.1:1".parse().unwrap(),
-            },
-            state: Mutex::new(CellState::new(session, 0)),
-        });
+        let cell = SessionCell::for_test(7, "u");
         let event = if urgent {
             ServerEvent::Request {
                 id: 1,

@@ -247,6 +247,23 @@ impl SessionCell {
     pub(crate) fn lock(&self) -> MutexGuard<'_, CellState> {
         lock(&self.state)
     }
+
+    /// A fresh, unattached session `id` of `user` on device `d`, for unit
+    /// tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(id: u64, user: &str) -> Arc<Self> {
+        let session =
+            ServerSession::new(std::time::Instant::now(), Arc::new(ServerConfig::default()));
+        Arc::new(Self {
+            info: SessionInfo {
+                id: SessionId(id),
+                user_id: user.into(),
+                device: "d".into(),
+                remote_addr: "127.0.0.1:1".parse().unwrap(),
+            },
+            state: Mutex::new(CellState::new(session, 0)),
+        })
+    }
 }
 
 impl Shared {
@@ -397,22 +414,7 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
-
-    fn cell(id: u64, user: &str) -> Arc<SessionCell> {
-        let session = ServerSession::new(Instant::now(), Arc::new(ServerConfig::default()));
-        Arc::new(SessionCell {
-            info: SessionInfo {
-                id: SessionId(id),
-                user_id: user.into(),
-                device: "d".into(),
-                remote_addr: "127.0.0.1:1".parse().unwrap(),
-            },
-            state: Mutex::new(CellState::new(session, 0)),
-        })
-    }
 
     fn ids(cells: &[Arc<SessionCell>]) -> Vec<u64> {
         cells.iter().map(|c| c.info.id.0).collect()
@@ -439,8 +441,8 @@ mod tests {
     #[test]
     fn a_users_sessions_stay_in_order_whichever_goes_first() {
         let mut sessions = Sessions::default();
-        let cells: Vec<_> = (1..=4).map(|id| cell(id, "ann")).collect();
-        let bob = cell(9, "bob");
+        let cells: Vec<_> = (1..=4).map(|id| SessionCell::for_test(id, "ann")).collect();
+        let bob = SessionCell::for_test(9, "bob");
         for c in &cells {
             sessions.insert(c.clone());
         }
@@ -486,7 +488,7 @@ mod tests {
     #[test]
     fn a_cell_is_found_by_id_and_only_the_filed_one_is_forgotten() {
         let mut sessions = Sessions::default();
-        let first = cell(5, "ann");
+        let first = SessionCell::for_test(5, "ann");
         sessions.insert(first.clone());
         assert!(Arc::ptr_eq(
             &sessions.by_id.get(&SessionId(5)).unwrap().0,
@@ -496,7 +498,7 @@ mod tests {
 
         // Removing a cell that is not filed (same id and user, another
         // cell) leaves the filed one alone; removing twice is harmless.
-        let stranger = cell(5, "ann");
+        let stranger = SessionCell::for_test(5, "ann");
         sessions.remove(&stranger);
         assert_eq!(
             contents(&sessions),
@@ -522,7 +524,7 @@ mod tests {
         };
         for id in 0..2_000 {
             if model.is_empty() || next() % 3 != 0 {
-                let c = cell(id, &format!("user-{}", next() % 50));
+                let c = SessionCell::for_test(id, &format!("user-{}", next() % 50));
                 sessions.insert(c.clone());
                 model.push(c);
             } else {
