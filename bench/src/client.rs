@@ -9,6 +9,7 @@
 //! and counts the answers.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,6 +31,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::control::{Carrier, unix_ns};
+
+pub mod mqtt;
 use crate::stats::{Latency, latency};
 
 /// The password of every `load-*` user.
@@ -55,6 +58,8 @@ pub struct Target {
     /// The local address every socket binds to, so that each worker has
     /// all the ports of its own address.
     pub source: IpAddr,
+    /// Speak MQTT at this QoS instead of our protocol ([`mqtt`]).
+    pub mqtt_qos: Option<u8>,
     /// The next local port to try (see [`Target::bind`]).
     next_port: AtomicU32,
 }
@@ -70,6 +75,7 @@ impl Target {
             ws,
             ws_path,
             source,
+            mqtt_qos: None,
             next_port: AtomicU32::new(0),
         }
     }
@@ -445,15 +451,29 @@ impl Plan {
     /// due rather than the time it went out, so that a publisher held back
     /// by a slow server still counts the wait (no coordinated omission).
     fn body(&self, i: u64) -> Bytes {
-        let target = i % self.targets;
+        let mut text = format!("to load-{} ", i % self.targets);
+        self.stamped(i, &mut text);
+        Bytes::from(text)
+    }
+
+    /// Message `i` as the event `sessiond` relays for it: the receiving
+    /// user's number, and `<from>: <body>` (for [`mqtt`], which has no
+    /// relay).
+    fn event(&self, i: u64, from: &str) -> (u64, Bytes) {
+        let mut text = format!("{from}: ");
+        self.stamped(i, &mut text);
+        (i % self.targets, Bytes::from(text))
+    }
+
+    /// Appends message `i`'s body: its stamp, padded to `body_len`.
+    fn stamped(&self, i: u64, text: &mut String) {
         let stamp = match (self.rate, self.start.get()) {
             (Some(rate), Some(&(_, start_ns))) => start_ns + (i as f64 * 1e9 / rate) as u64,
             _ => unix_ns(),
         };
-        let mut text = format!("to load-{target} {stamp:0width$}", width = STAMP_DIGITS);
-        let want = text.len() - STAMP_DIGITS + self.body_len.max(STAMP_DIGITS);
+        let want = text.len() + self.body_len.max(STAMP_DIGITS);
+        let _ = write!(text, "{stamp:0width$}", width = STAMP_DIGITS);
         text.extend(std::iter::repeat_n('x', want - text.len()));
-        Bytes::from(text)
     }
 
     fn answered(&self, result: Result<&[u8], String>) {
@@ -534,7 +554,10 @@ pub async fn run(
         online: false,
         settled: false,
     };
-    let ended = session.drive(&target, stop).await;
+    let ended = match target.mqtt_qos {
+        Some(qos) => session.drive_mqtt(&target, qos, stop).await,
+        None => session.drive(&target, stop).await,
+    };
     session.end(ended);
 }
 

@@ -42,6 +42,9 @@ impl WorkerProc {
         server: &ServerProcess,
         max_seconds: u64,
     ) -> Result<Self, String> {
+        let mqtt = server
+            .mqtt_qos
+            .map(|qos| ["--mqtt-qos".to_owned(), qos.to_string()]);
         let mut child = Process::new(exe)
             .args([
                 "worker".to_owned(),
@@ -58,6 +61,7 @@ impl WorkerProc {
                 "--max-seconds".into(),
                 max_seconds.to_string(),
             ])
+            .args(mqtt.into_iter().flatten())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use session_bench::alloc::CountingAllocator;
-use session_bench::scenario::{Bench, Scenario, Sizes, sim_result};
+use session_bench::scenario::{Bench, Mosquitto, Scenario, Sizes, sim_result};
 use session_bench::{suite, worker};
 
 #[global_allocator]
@@ -60,6 +60,15 @@ struct RunArgs {
     /// The sessiond binary [default: next to this one].
     #[arg(long)]
     sessiond: Option<PathBuf>,
+    /// Measure an MQTT broker in sessiond's place: the mosquitto binary
+    /// (Debian's package `mosquitto` installs /usr/sbin/mosquitto). S2ws and
+    /// sim do not apply.
+    #[arg(long)]
+    mosquitto: Option<PathBuf>,
+    /// With --mosquitto: the QoS of every publish and subscription (0 or
+    /// 1; 1 does the work sessiond's responses and acknowledgements do).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    mqtt_qos: u8,
     /// Where load.json and the plots go.
     #[arg(long, default_value = "target/bench")]
     out_dir: PathBuf,
@@ -99,6 +108,8 @@ struct WorkerCli {
     ws_path: String,
     #[arg(long, default_value_t = 1_800)]
     max_seconds: u64,
+    #[arg(long)]
+    mqtt_qos: Option<u8>,
 }
 
 fn main() -> ExitCode {
@@ -124,6 +135,7 @@ fn main() -> ExitCode {
             ws: args.ws,
             ws_path: args.ws_path,
             max_seconds: args.max_seconds,
+            mqtt_qos: args.mqtt_qos,
         })),
     };
     match result {
@@ -149,7 +161,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         Some(path) => path,
         None => exe.with_file_name("sessiond"),
     };
-    if !sessiond.exists() {
+    if !sessiond.exists() && args.mosquitto.is_none() {
         return Err(format!(
             "no sessiond at {} (build it: cargo build --release -p session-server --bin sessiond, or pass --sessiond)",
             sessiond.display()
@@ -170,11 +182,19 @@ async fn run(args: RunArgs) -> Result<(), String> {
         sizes.s2cpu_heartbeat_ms = ms;
     }
     let command: Vec<String> = std::env::args().collect();
-    let bench = Bench::new(sessiond, exe, sizes, args.out_dir);
+    let mut bench = Bench::new(sessiond, exe, sizes, args.out_dir);
+    bench.mosquitto = args.mosquitto.map(|binary| Mosquitto {
+        binary,
+        qos: args.mqtt_qos,
+    });
     let records = suite::run(&bench, &scenarios, args.runs.max(1), &command.join(" ")).await?;
     let lines = suite::summarise(&bench.sizes, &records);
+    let server = match &bench.mosquitto {
+        Some(m) => format!("mosquitto (MQTT, QoS {})", m.qos),
+        None => "sessiond".to_owned(),
+    };
     println!(
-        "\nsessiond under load ({} run(s) each; median, min and max over runs)\n",
+        "\n{server} under load ({} run(s) each; median, min and max over runs)\n",
         args.runs.max(1)
     );
     print!("{}", suite::table(&lines));

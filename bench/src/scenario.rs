@@ -175,11 +175,23 @@ pub struct RunResult {
     pub latency: Option<Counts>,
 }
 
+/// An MQTT broker to measure in `sessiond`'s place, with the QoS its
+/// sessions use.
+#[derive(Debug, Clone)]
+pub struct Mosquitto {
+    /// The `mosquitto` binary.
+    pub binary: PathBuf,
+    /// 0 or 1.
+    pub qos: u8,
+}
+
 /// The coordinator: where the binaries are, how big to go, where to write.
 #[derive(Debug)]
 pub struct Bench {
     /// The `sessiond` binary.
     pub sessiond: PathBuf,
+    /// Measure this MQTT broker instead of `sessiond`.
+    pub mosquitto: Option<Mosquitto>,
     /// This binary (started again as workers).
     pub exe: PathBuf,
     /// Scenario sizes.
@@ -240,6 +252,7 @@ impl Bench {
     pub fn new(sessiond: PathBuf, exe: PathBuf, sizes: Sizes, out_dir: PathBuf) -> Self {
         Self {
             sessiond,
+            mosquitto: None,
             exe,
             sizes,
             out_dir,
@@ -275,7 +288,13 @@ impl Bench {
         let busy_ticks = procfs::machine_busy_ticks().unwrap_or(0);
         let coordinator_ns = procfs::cpu_ns(std::process::id()).unwrap_or(0);
         let loadavg = procfs::loadavg();
-        let server = ServerProcess::start(&self.sessiond, self.nofile, server_args).await?;
+        let server = match &self.mosquitto {
+            Some(m) => {
+                let dir = self.out_dir.join("mosquitto");
+                ServerProcess::start_mosquitto(&m.binary, m.qos, self.nofile, &dir).await?
+            }
+            None => ServerProcess::start(&self.sessiond, self.nofile, server_args).await?,
+        };
         let mut procs = Vec::with_capacity(workers);
         for (k, source) in self.sources(workers).into_iter().enumerate() {
             procs.push(WorkerProc::spawn(&self.exe, k, source, &server, 1_800)?);
@@ -439,6 +458,9 @@ impl Bench {
     /// machine's [`yardstick`] and also reports its server CPU in loopback
     /// round trips.
     pub async fn run(&self, scenario: Scenario) -> Result<RunResult, String> {
+        if self.mosquitto.is_some() && matches!(scenario, Scenario::S2ws | Scenario::Sim) {
+            return Err(format!("{} does not apply to mosquitto", scenario.name()));
+        }
         let yardstick = match scenario {
             Scenario::S1 | Scenario::S2cpu | Scenario::S3 | Scenario::S4 => {
                 Some(measure("yardstick", || yardstick::loopback(YARDSTICK_ROUND_TRIPS)).await?)
@@ -671,8 +693,14 @@ impl Bench {
         let args = ["--heartbeat-ms".to_owned(), heartbeat];
         let rig = self.rig(&args, self.workers_for(n)).await?;
         let workers: Vec<&WorkerProc> = rig.workers.iter().collect();
+        // An MQTT client chooses its keep-alive; sessiond chooses the
+        // heartbeat it answers.
+        let keep_alive = self
+            .mosquitto
+            .as_ref()
+            .map(|_| self.sizes.s2cpu_heartbeat_ms);
         let logins = self
-            .login("S2cpu login", &workers, Carrier::Tcp, 0, n, None)
+            .login("S2cpu login", &workers, Carrier::Tcp, 0, n, keep_alive)
             .await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let pid = rig.server.pid;

@@ -8,8 +8,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
 use crate::client::lock;
 
@@ -41,9 +41,78 @@ pub struct ServerProcess {
     pub ws: SocketAddr,
     /// Its WebSocket path.
     pub ws_path: String,
+    /// MQTT at this QoS, when the server is an MQTT broker.
+    pub mqtt_qos: Option<u8>,
     log: Arc<Mutex<ServerLog>>,
     /// Set once the server is known to be dead.
     stopped: bool,
+}
+
+/// The wrapper started, the server's output not yet drained.
+struct Started {
+    wrapper: Child,
+    stdin: Option<ChildStdin>,
+    lines: Lines<BufReader<ChildStdout>>,
+    stderr: ChildStderr,
+}
+
+impl Started {
+    fn spawn(binary: &Path, nofile: u64, args: &[String]) -> Result<Self, String> {
+        let mut wrapper = Command::new("sh")
+            .arg("-c")
+            .arg(WRAPPER)
+            .arg(binary)
+            .args(args)
+            .env("BENCH_NOFILE", nofile.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let stdin = wrapper.stdin.take();
+        let stdout = wrapper.stdout.take().ok_or("no stdout")?;
+        let stderr = wrapper.stderr.take().ok_or("no stderr")?;
+        Ok(Self {
+            wrapper,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+            stderr,
+        })
+    }
+
+    /// `e`, with what the server wrote to stderr.
+    async fn failed(mut self, e: String) -> String {
+        let mut err = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut self.stderr, &mut err).await;
+        format!("{e}: {}", err.trim())
+    }
+
+    /// Keeps draining both streams (a server blocked on a full pipe would
+    /// measure nothing) and returns the running server.
+    fn running(
+        self,
+        pid: u32,
+        tcp: SocketAddr,
+        ws: SocketAddr,
+        ws_path: String,
+        mqtt_qos: Option<u8>,
+    ) -> ServerProcess {
+        let log = Arc::new(Mutex::new(ServerLog::default()));
+        tokio::spawn(drain(self.lines, log.clone()));
+        tokio::spawn(drain(BufReader::new(self.stderr).lines(), log.clone()));
+        ServerProcess {
+            wrapper: self.wrapper,
+            stdin: self.stdin,
+            pid,
+            tcp,
+            ws,
+            ws_path,
+            mqtt_qos,
+            log,
+            stopped: false,
+        }
+    }
 }
 
 /// What the server printed after starting.
@@ -61,41 +130,26 @@ impl ServerProcess {
     /// Starts `sessiond` at `binary` on ephemeral loopback ports with `args`
     /// added, at most `nofile` file descriptors.
     pub async fn start(binary: &Path, nofile: u64, args: &[String]) -> Result<Self, String> {
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg(WRAPPER)
-            .arg(binary)
-            .args([
-                "--log",
-                "warn",
-                "--tcp",
-                "127.0.0.1:0",
-                "--ws",
-                "127.0.0.1:0",
-                "--connection-rate",
-                "1000000",
-                "--connection-burst",
-                "1000000",
-                "--max-connections-per-ip",
-                "100000",
-            ])
-            .args(args)
-            .env("BENCH_NOFILE", nofile.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut wrapper = command
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-        let stdin = wrapper.stdin.take();
-        let stdout = wrapper.stdout.take().ok_or("no stdout")?;
-        let stderr = wrapper.stderr.take().ok_or("no stderr")?;
-        let log = Arc::new(Mutex::new(ServerLog::default()));
-        let mut lines = BufReader::new(stdout).lines();
-
-        let startup = async {
+        let mut all: Vec<String> = [
+            "--log",
+            "warn",
+            "--tcp",
+            "127.0.0.1:0",
+            "--ws",
+            "127.0.0.1:0",
+            "--connection-rate",
+            "1000000",
+            "--connection-burst",
+            "1000000",
+            "--max-connections-per-ip",
+            "100000",
+        ]
+        .map(String::from)
+        .into();
+        all.extend_from_slice(args);
+        let mut started = Started::spawn(binary, nofile, &all)?;
+        let lines = &mut started.lines;
+        let listening = async {
             let (mut pid, mut tcp, mut ws, mut ws_path) = (None, None, None, None);
             while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
                 if let Some(p) = line.strip_prefix("sessiond-pid ") {
@@ -113,33 +167,63 @@ impl ServerProcess {
             }
             Err("sessiond exited before listening".to_owned())
         };
-        let (pid, tcp, ws, ws_path) = match tokio::time::timeout(Duration::from_secs(15), startup)
-            .await
-        {
-            Ok(Ok(found)) => found,
-            Ok(Err(e)) => {
-                let mut err = String::new();
-                let _ =
-                    tokio::io::AsyncReadExt::read_to_string(&mut BufReader::new(stderr), &mut err)
-                        .await;
-                return Err(format!("{e}: {}", err.trim()));
+        let (pid, tcp, ws, ws_path) =
+            match tokio::time::timeout(Duration::from_secs(15), listening).await {
+                Ok(Ok(found)) => found,
+                Ok(Err(e)) => return Err(started.failed(e).await),
+                Err(_) => return Err("sessiond did not print its listeners within 15 s".into()),
+            };
+        Ok(started.running(pid, tcp, ws, ws_path, None))
+    }
+
+    /// Starts an MQTT broker, `mosquitto` at `binary`, on a free loopback
+    /// port with its configuration written under `dir`: no persistence,
+    /// anonymous clients, no limit on connections, and `TCP_NODELAY` (as
+    /// `sessiond` sets it; mosquitto's default is off). Its sessions then
+    /// speak MQTT at `qos` ([`crate::client::mqtt`]).
+    pub async fn start_mosquitto(
+        binary: &Path,
+        qos: u8,
+        nofile: u64,
+        dir: &Path,
+    ) -> Result<Self, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let conf = dir.join("mosquitto.conf");
+        let text = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\n\
+             persistence false\nset_tcp_nodelay true\nmax_keepalive 65535\n\
+             log_dest stderr\nlog_type error\nlog_type warning\n"
+        );
+        std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
+        let args = ["-c".to_owned(), conf.display().to_string()];
+        let mut started = Started::spawn(binary, nofile, &args)?;
+        let lines = &mut started.lines;
+        let ready = async {
+            let mut pid = None;
+            while pid.is_none() {
+                let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? else {
+                    return Err("mosquitto exited at once".to_owned());
+                };
+                pid = line
+                    .strip_prefix("sessiond-pid ")
+                    .and_then(|p| p.trim().parse::<u32>().ok());
             }
-            Err(_) => return Err("sessiond did not print its listeners within 15 s".into()),
+            while tokio::net::TcpStream::connect(addr).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(pid.unwrap_or(0))
         };
-        // Keep draining both streams: a server blocked on a full pipe would
-        // measure nothing.
-        tokio::spawn(drain(lines, log.clone()));
-        tokio::spawn(drain(BufReader::new(stderr).lines(), log.clone()));
-        Ok(Self {
-            wrapper,
-            stdin,
-            pid,
-            tcp,
-            ws,
-            ws_path,
-            log,
-            stopped: false,
-        })
+        let pid = match tokio::time::timeout(Duration::from_secs(15), ready).await {
+            Ok(Ok(pid)) => pid,
+            Ok(Err(e)) => return Err(started.failed(e).await),
+            Err(_) => return Err(format!("mosquitto did not listen on {addr} within 15 s")),
+        };
+        Ok(started.running(pid, addr, addr, "/".into(), Some(qos)))
     }
 
     /// What the server printed since it started.
@@ -181,7 +265,7 @@ pub fn kill_hard(pid: u32) {
 }
 
 async fn drain<R: tokio::io::AsyncBufRead + Unpin>(
-    mut lines: tokio::io::Lines<R>,
+    mut lines: Lines<R>,
     log: Arc<Mutex<ServerLog>>,
 ) {
     while let Ok(Some(line)) = lines.next_line().await {

@@ -34,6 +34,8 @@ pub struct WorkerArgs {
     pub ws_path: String,
     /// The worker exits by itself after this long, whatever happens.
     pub max_seconds: u64,
+    /// Speak MQTT at this QoS to an MQTT broker instead of our protocol.
+    pub mqtt_qos: Option<u8>,
 }
 
 struct Worker {
@@ -60,14 +62,11 @@ pub async fn run(args: WorkerArgs) -> Result<(), String> {
         }
     });
     let (stop, _) = watch::channel(false);
+    let mut target = Target::new(args.tcp, args.ws, args.ws_path.clone(), args.source);
+    target.mqtt_qos = args.mqtt_qos;
     let worker = Arc::new(Worker {
         index: args.index,
-        target: Arc::new(Target::new(
-            args.tcp,
-            args.ws,
-            args.ws_path.clone(),
-            args.source,
-        )),
+        target: Arc::new(target),
         tally: Arc::new(Tally::default()),
         stop,
         out,
