@@ -30,9 +30,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::control::{Carrier, unix_ns};
+use crate::control::{Carrier, Protocol, unix_ns};
 
 pub mod mqtt;
+pub mod nats;
 use crate::stats::{Latency, latency};
 
 /// The password of every `load-*` user.
@@ -58,8 +59,8 @@ pub struct Target {
     /// The local address every socket binds to, so that each worker has
     /// all the ports of its own address.
     pub source: IpAddr,
-    /// Speak MQTT at this QoS instead of our protocol ([`mqtt`]).
-    pub mqtt_qos: Option<u8>,
+    /// What the sessions speak.
+    pub protocol: Protocol,
     /// The next local port to try (see [`Target::bind`]).
     next_port: AtomicU32,
 }
@@ -75,7 +76,7 @@ impl Target {
             ws,
             ws_path,
             source,
-            mqtt_qos: None,
+            protocol: Protocol::Session,
             next_port: AtomicU32::new(0),
         }
     }
@@ -457,8 +458,8 @@ impl Plan {
     }
 
     /// Message `i` as the event `sessiond` relays for it: the receiving
-    /// user's number, and `<from>: <body>` (for [`mqtt`], which has no
-    /// relay).
+    /// user's number, and `<from>: <body>` (for [`mqtt`] and [`nats`],
+    /// which have no relay).
     fn event(&self, i: u64, from: &str) -> (u64, Bytes) {
         let mut text = format!("{from}: ");
         self.stamped(i, &mut text);
@@ -554,9 +555,11 @@ pub async fn run(
         online: false,
         settled: false,
     };
-    let ended = match target.mqtt_qos {
-        Some(qos) => session.drive_mqtt(&target, qos, stop).await,
-        None => session.drive(&target, stop).await,
+    let ended = match target.protocol {
+        Protocol::Session => session.drive(&target, stop).await,
+        Protocol::Mqtt0 => session.drive_mqtt(&target, 0, stop).await,
+        Protocol::Mqtt1 => session.drive_mqtt(&target, 1, stop).await,
+        Protocol::Nats => session.drive_nats(&target, stop).await,
     };
     session.end(ended);
 }

@@ -17,6 +17,21 @@ pub enum Carrier {
     Ws,
 }
 
+/// What a worker's sessions speak.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// Ours, to `sessiond`.
+    #[default]
+    Session,
+    /// MQTT 3.1.1 at QoS 0, to an MQTT broker ([`crate::client::mqtt`]).
+    Mqtt0,
+    /// MQTT 3.1.1 at QoS 1.
+    Mqtt1,
+    /// NATS's client protocol, to `nats-server` ([`crate::client::nats`]).
+    Nats,
+}
+
 /// What the coordinator asks of a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use crate::client::lock;
 use crate::control::{Command, Counters, Reply, Request, Response};
 use crate::server::ServerProcess;
+use clap::ValueEnum as _;
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>>;
 
@@ -42,9 +43,6 @@ impl WorkerProc {
         server: &ServerProcess,
         max_seconds: u64,
     ) -> Result<Self, String> {
-        let mqtt = server
-            .mqtt_qos
-            .map(|qos| ["--mqtt-qos".to_owned(), qos.to_string()]);
         let mut child = Process::new(exe)
             .args([
                 "worker".to_owned(),
@@ -61,7 +59,13 @@ impl WorkerProc {
                 "--max-seconds".into(),
                 max_seconds.to_string(),
             ])
-            .args(mqtt.into_iter().flatten())
+            .arg("--protocol")
+            .arg(
+                server
+                    .protocol
+                    .to_possible_value()
+                    .map_or("session".into(), |v| v.get_name().to_owned()),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

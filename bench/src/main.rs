@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use session_bench::alloc::CountingAllocator;
-use session_bench::scenario::{Bench, Mosquitto, Scenario, Sizes, sim_result};
+use session_bench::control::Protocol;
+use session_bench::scenario::{Bench, Broker, Scenario, Sizes, sim_result};
 use session_bench::{suite, worker};
 
 #[global_allocator]
@@ -69,6 +70,11 @@ struct RunArgs {
     /// 1; 1 does the work sessiond's responses and acknowledgements do).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
     mqtt_qos: u8,
+    /// Measure NATS in sessiond's place: the nats-server binary (Debian's
+    /// package `nats-server` installs /usr/sbin/nats-server). S2ws and sim
+    /// do not apply.
+    #[arg(long, conflicts_with = "mosquitto")]
+    nats_server: Option<PathBuf>,
     /// Where load.json and the plots go.
     #[arg(long, default_value = "target/bench")]
     out_dir: PathBuf,
@@ -108,8 +114,8 @@ struct WorkerCli {
     ws_path: String,
     #[arg(long, default_value_t = 1_800)]
     max_seconds: u64,
-    #[arg(long)]
-    mqtt_qos: Option<u8>,
+    #[arg(long, value_enum, default_value_t)]
+    protocol: Protocol,
 }
 
 fn main() -> ExitCode {
@@ -135,7 +141,7 @@ fn main() -> ExitCode {
             ws: args.ws,
             ws_path: args.ws_path,
             max_seconds: args.max_seconds,
-            mqtt_qos: args.mqtt_qos,
+            protocol: args.protocol,
         })),
     };
     match result {
@@ -161,7 +167,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         Some(path) => path,
         None => exe.with_file_name("sessiond"),
     };
-    if !sessiond.exists() && args.mosquitto.is_none() {
+    if !sessiond.exists() && args.mosquitto.is_none() && args.nats_server.is_none() {
         return Err(format!(
             "no sessiond at {} (build it: cargo build --release -p session-server --bin sessiond, or pass --sessiond)",
             sessiond.display()
@@ -183,14 +189,19 @@ async fn run(args: RunArgs) -> Result<(), String> {
     }
     let command: Vec<String> = std::env::args().collect();
     let mut bench = Bench::new(sessiond, exe, sizes, args.out_dir);
-    bench.mosquitto = args.mosquitto.map(|binary| Mosquitto {
-        binary,
-        qos: args.mqtt_qos,
-    });
+    bench.broker = match (args.mosquitto, args.nats_server) {
+        (Some(binary), _) => Some(Broker::Mosquitto {
+            binary,
+            qos: args.mqtt_qos,
+        }),
+        (None, Some(binary)) => Some(Broker::Nats { binary }),
+        (None, None) => None,
+    };
     let records = suite::run(&bench, &scenarios, args.runs.max(1), &command.join(" ")).await?;
     let lines = suite::summarise(&bench.sizes, &records);
-    let server = match &bench.mosquitto {
-        Some(m) => format!("mosquitto (MQTT, QoS {})", m.qos),
+    let server = match &bench.broker {
+        Some(Broker::Mosquitto { qos, .. }) => format!("mosquitto (MQTT, QoS {qos})"),
+        Some(Broker::Nats { .. }) => "nats-server".to_owned(),
         None => "sessiond".to_owned(),
     };
     println!(

@@ -175,14 +175,21 @@ pub struct RunResult {
     pub latency: Option<Counts>,
 }
 
-/// An MQTT broker to measure in `sessiond`'s place, with the QoS its
-/// sessions use.
+/// A broker to measure in `sessiond`'s place, with the same load.
 #[derive(Debug, Clone)]
-pub struct Mosquitto {
-    /// The `mosquitto` binary.
-    pub binary: PathBuf,
-    /// 0 or 1.
-    pub qos: u8,
+pub enum Broker {
+    /// mosquitto, over MQTT at `qos` (0 or 1).
+    Mosquitto {
+        /// The `mosquitto` binary.
+        binary: PathBuf,
+        /// QoS of every publish and subscription.
+        qos: u8,
+    },
+    /// nats-server, over NATS's client protocol.
+    Nats {
+        /// The `nats-server` binary.
+        binary: PathBuf,
+    },
 }
 
 /// The coordinator: where the binaries are, how big to go, where to write.
@@ -190,8 +197,8 @@ pub struct Mosquitto {
 pub struct Bench {
     /// The `sessiond` binary.
     pub sessiond: PathBuf,
-    /// Measure this MQTT broker instead of `sessiond`.
-    pub mosquitto: Option<Mosquitto>,
+    /// Measure this broker instead of `sessiond`.
+    pub broker: Option<Broker>,
     /// This binary (started again as workers).
     pub exe: PathBuf,
     /// Scenario sizes.
@@ -252,7 +259,7 @@ impl Bench {
     pub fn new(sessiond: PathBuf, exe: PathBuf, sizes: Sizes, out_dir: PathBuf) -> Self {
         Self {
             sessiond,
-            mosquitto: None,
+            broker: None,
             exe,
             sizes,
             out_dir,
@@ -288,10 +295,13 @@ impl Bench {
         let busy_ticks = procfs::machine_busy_ticks().unwrap_or(0);
         let coordinator_ns = procfs::cpu_ns(std::process::id()).unwrap_or(0);
         let loadavg = procfs::loadavg();
-        let server = match &self.mosquitto {
-            Some(m) => {
-                let dir = self.out_dir.join("mosquitto");
-                ServerProcess::start_mosquitto(&m.binary, m.qos, self.nofile, &dir).await?
+        let dir = self.out_dir.join("broker");
+        let server = match &self.broker {
+            Some(Broker::Mosquitto { binary, qos }) => {
+                ServerProcess::start_mosquitto(binary, *qos, self.nofile, &dir).await?
+            }
+            Some(Broker::Nats { binary }) => {
+                ServerProcess::start_nats(binary, self.nofile, &dir).await?
             }
             None => ServerProcess::start(&self.sessiond, self.nofile, server_args).await?,
         };
@@ -458,8 +468,8 @@ impl Bench {
     /// machine's [`yardstick`] and also reports its server CPU in loopback
     /// round trips.
     pub async fn run(&self, scenario: Scenario) -> Result<RunResult, String> {
-        if self.mosquitto.is_some() && matches!(scenario, Scenario::S2ws | Scenario::Sim) {
-            return Err(format!("{} does not apply to mosquitto", scenario.name()));
+        if self.broker.is_some() && matches!(scenario, Scenario::S2ws | Scenario::Sim) {
+            return Err(format!("{} applies to sessiond only", scenario.name()));
         }
         let yardstick = match scenario {
             Scenario::S1 | Scenario::S2cpu | Scenario::S3 | Scenario::S4 => {
@@ -693,12 +703,9 @@ impl Bench {
         let args = ["--heartbeat-ms".to_owned(), heartbeat];
         let rig = self.rig(&args, self.workers_for(n)).await?;
         let workers: Vec<&WorkerProc> = rig.workers.iter().collect();
-        // An MQTT client chooses its keep-alive; sessiond chooses the
-        // heartbeat it answers.
-        let keep_alive = self
-            .mosquitto
-            .as_ref()
-            .map(|_| self.sizes.s2cpu_heartbeat_ms);
+        // An MQTT or NATS client chooses its keep-alive; sessiond chooses
+        // the heartbeat it answers.
+        let keep_alive = self.broker.as_ref().map(|_| self.sizes.s2cpu_heartbeat_ms);
         let logins = self
             .login("S2cpu login", &workers, Carrier::Tcp, 0, n, keep_alive)
             .await?;

@@ -12,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
 use crate::client::lock;
+use crate::control::Protocol;
 
 /// The wrapper: raises the file limit, starts sessiond in the background,
 /// prints its pid, and kills it when its own stdin closes (the coordinator
@@ -41,8 +42,8 @@ pub struct ServerProcess {
     pub ws: SocketAddr,
     /// Its WebSocket path.
     pub ws_path: String,
-    /// MQTT at this QoS, when the server is an MQTT broker.
-    pub mqtt_qos: Option<u8>,
+    /// What its clients speak.
+    pub protocol: Protocol,
     log: Arc<Mutex<ServerLog>>,
     /// Set once the server is known to be dead.
     stopped: bool,
@@ -96,7 +97,7 @@ impl Started {
         tcp: SocketAddr,
         ws: SocketAddr,
         ws_path: String,
-        mqtt_qos: Option<u8>,
+        protocol: Protocol,
     ) -> ServerProcess {
         let log = Arc::new(Mutex::new(ServerLog::default()));
         tokio::spawn(drain(self.lines, log.clone()));
@@ -108,7 +109,7 @@ impl Started {
             tcp,
             ws,
             ws_path,
-            mqtt_qos,
+            protocol,
             log,
             stopped: false,
         }
@@ -173,7 +174,7 @@ impl ServerProcess {
                 Ok(Err(e)) => return Err(started.failed(e).await),
                 Err(_) => return Err("sessiond did not print its listeners within 15 s".into()),
             };
-        Ok(started.running(pid, tcp, ws, ws_path, None))
+        Ok(started.running(pid, tcp, ws, ws_path, Protocol::Session))
     }
 
     /// Starts an MQTT broker, `mosquitto` at `binary`, on a free loopback
@@ -187,43 +188,88 @@ impl ServerProcess {
         nofile: u64,
         dir: &Path,
     ) -> Result<Self, String> {
+        let protocol = if qos == 0 {
+            Protocol::Mqtt0
+        } else {
+            Protocol::Mqtt1
+        };
+        Self::start_broker(binary, nofile, dir, protocol, |port| {
+            let conf = format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\n\
+                 persistence false\nset_tcp_nodelay true\nmax_keepalive 65535\n\
+                 log_dest stderr\nlog_type error\nlog_type warning\n"
+            );
+            ("mosquitto.conf", conf, "-c")
+        })
+        .await
+    }
+
+    /// Starts `nats-server` at `binary` on a free loopback port with its
+    /// configuration written under `dir`: no limit on connections below
+    /// the descriptors', its own defaults otherwise (it sets `TCP_NODELAY`
+    /// itself). Its sessions then speak NATS ([`crate::client::nats`]).
+    pub async fn start_nats(binary: &Path, nofile: u64, dir: &Path) -> Result<Self, String> {
+        Self::start_broker(binary, nofile, dir, Protocol::Nats, |port| {
+            let conf = format!("listen: \"127.0.0.1:{port}\"\nmax_connections: 100000\n");
+            ("nats-server.conf", conf, "-c")
+        })
+        .await
+    }
+
+    /// Starts a broker on a free loopback port: `conf(port)` gives its
+    /// configuration file's name and text, written under `dir`, and the
+    /// flag that passes it. Ready once the port takes a connection.
+    async fn start_broker(
+        binary: &Path,
+        nofile: u64,
+        dir: &Path,
+        protocol: Protocol,
+        conf: impl FnOnce(u16) -> (&'static str, String, &'static str),
+    ) -> Result<Self, String> {
+        let name = binary.file_name().map_or_else(
+            || binary.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
             .port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if !binary.is_file() {
+            return Err(format!("no {}", binary.display()));
+        }
+        let (file, text, flag) = conf(port);
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let conf = dir.join("mosquitto.conf");
-        let text = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\n\
-             persistence false\nset_tcp_nodelay true\nmax_keepalive 65535\n\
-             log_dest stderr\nlog_type error\nlog_type warning\n"
-        );
-        std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
-        let args = ["-c".to_owned(), conf.display().to_string()];
+        let path = dir.join(file);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let args = [flag.to_owned(), path.display().to_string()];
         let mut started = Started::spawn(binary, nofile, &args)?;
         let lines = &mut started.lines;
         let ready = async {
             let mut pid = None;
             while pid.is_none() {
                 let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? else {
-                    return Err("mosquitto exited at once".to_owned());
+                    return Err(format!("{name} exited at once"));
                 };
                 pid = line
                     .strip_prefix("sessiond-pid ")
                     .and_then(|p| p.trim().parse::<u32>().ok());
             }
+            let pid = pid.unwrap_or(0);
             while tokio::net::TcpStream::connect(addr).await.is_err() {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    return Err(format!("{name} exited before listening"));
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            Ok(pid.unwrap_or(0))
+            Ok(pid)
         };
         let pid = match tokio::time::timeout(Duration::from_secs(15), ready).await {
             Ok(Ok(pid)) => pid,
             Ok(Err(e)) => return Err(started.failed(e).await),
-            Err(_) => return Err(format!("mosquitto did not listen on {addr} within 15 s")),
+            Err(_) => return Err(format!("{name} did not listen on {addr} within 15 s")),
         };
-        Ok(started.running(pid, addr, addr, "/".into(), Some(qos)))
+        Ok(started.running(pid, addr, addr, "/".into(), protocol))
     }
 
     /// What the server printed since it started.

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::client::{self, Batch, Plan, Role, Spec, Tally, Target, lock};
-use crate::control::{Carrier, Command, Counters, Reply, Request, Response, unix_ns};
+use crate::control::{Carrier, Command, Counters, Protocol, Reply, Request, Response, unix_ns};
 use crate::stats::Counts;
 
 /// How often progress lines go out.
@@ -34,8 +34,8 @@ pub struct WorkerArgs {
     pub ws_path: String,
     /// The worker exits by itself after this long, whatever happens.
     pub max_seconds: u64,
-    /// Speak MQTT at this QoS to an MQTT broker instead of our protocol.
-    pub mqtt_qos: Option<u8>,
+    /// What its sessions speak.
+    pub protocol: Protocol,
 }
 
 struct Worker {
@@ -63,7 +63,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), String> {
     });
     let (stop, _) = watch::channel(false);
     let mut target = Target::new(args.tcp, args.ws, args.ws_path.clone(), args.source);
-    target.mqtt_qos = args.mqtt_qos;
+    target.protocol = args.protocol;
     let worker = Arc::new(Worker {
         index: args.index,
         target: Arc::new(target),

@@ -234,7 +234,11 @@ impl Session {
             let mut wait_for_pace = false;
             if let (Some(plan), true) = (&plan, self.online) {
                 let now = Instant::now();
-                while in_flight < plan.window {
+                // At QoS 0 nothing answers a publish: a turn sends at most
+                // a window's worth, and the socket's window does the rest.
+                let mut this_turn = 0;
+                while in_flight < plan.window && this_turn < plan.window {
+                    this_turn += 1;
                     match plan.take(now) {
                         Take::Message(i) => {
                             let (to, payload) = plan.event(i, &self.spec.user);
@@ -271,6 +275,10 @@ impl Session {
                 last_write = Instant::now();
                 ping.as_mut().reset((last_write + keep_alive).into());
             }
+            // A publisher that has more to send goes round again at once.
+            let more = plan.as_ref().is_some_and(|p| {
+                self.online && !wait_for_pace && in_flight < p.window && p.sent() < p.total
+            });
             tokio::select! {
                 biased;
                 _ = stop.changed() => return Ended::Stopped,
@@ -326,6 +334,7 @@ impl Session {
                     pingreq(&mut out);
                 }
                 () = &mut pace, if wait_for_pace => {}
+                () = tokio::task::yield_now(), if more => {}
             }
         }
     }
