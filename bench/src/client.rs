@@ -261,8 +261,11 @@ pub struct Tally {
     pub first_event_ns: AtomicU64,
     /// Unix ns of the latest event.
     pub last_event_ns: AtomicU64,
-    /// Send-to-receipt latency of events, µs.
+    /// Send-to-receipt latency of events, µs (paced: from when each was
+    /// due).
     pub event_latency: Mutex<Latency>,
+    /// Paced: from when the publisher took each event to send, µs.
+    pub taken_latency: Mutex<Latency>,
     /// Failures after login, by kind.
     pub errors: Mutex<BTreeMap<String, u64>>,
 }
@@ -276,6 +279,7 @@ impl Default for Tally {
             first_event_ns: AtomicU64::new(0),
             last_event_ns: AtomicU64::new(0),
             event_latency: Mutex::new(latency()),
+            taken_latency: Mutex::new(latency()),
             errors: Mutex::new(BTreeMap::new()),
         }
     }
@@ -289,9 +293,13 @@ impl Tally {
             .first_event_ns
             .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
         self.last_event_ns.fetch_max(now, Ordering::Relaxed);
-        if let Some(sent) = stamp_of_event(body) {
-            let us = now.saturating_sub(sent) / 1000;
+        if let Some((due, taken)) = stamps_of_event(body) {
+            let us = now.saturating_sub(due) / 1000;
             lock(&self.event_latency).saturating_record(us.max(1));
+            if let Some(taken) = taken {
+                let us = now.saturating_sub(taken) / 1000;
+                lock(&self.taken_latency).saturating_record(us.max(1));
+            }
         }
     }
 }
@@ -466,14 +474,16 @@ impl Plan {
         (i % self.targets, Bytes::from(text))
     }
 
-    /// Appends message `i`'s body: its stamp, padded to `body_len`.
+    /// Appends message `i`'s body, padded to `body_len`: when it was due,
+    /// a dot, and when it was taken to be sent (see [`stamps_of_event`]).
     fn stamped(&self, i: u64, text: &mut String) {
-        let stamp = match (self.rate, self.start.get()) {
+        let now = unix_ns();
+        let due = match (self.rate, self.start.get()) {
             (Some(rate), Some(&(_, start_ns))) => start_ns + (i as f64 * 1e9 / rate) as u64,
-            _ => unix_ns(),
+            _ => now,
         };
-        let want = text.len() + self.body_len.max(STAMP_DIGITS);
-        let _ = write!(text, "{stamp:0width$}", width = STAMP_DIGITS);
+        let want = text.len() + self.body_len.max(2 * STAMP_DIGITS + 1);
+        let _ = write!(text, "{due:0width$}.{now:0width$}", width = STAMP_DIGITS);
         text.extend(std::iter::repeat_n('x', want - text.len()));
     }
 
@@ -509,9 +519,32 @@ impl Plan {
 /// assert_eq!(stamp_of_event(b"hello"), None);
 /// ```
 pub fn stamp_of_event(event: &[u8]) -> Option<u64> {
+    stamps_of_event(event).map(|(due, _)| due)
+}
+
+/// Both stamps of a relayed body: when the message was due (paced) or
+/// sent (unpaced), and, after a dot, when the publisher took it to send.
+/// Paced, the second is later by however late the publisher was; latency
+/// from it is the server's and the network's alone.
+///
+/// ```
+/// use session_bench::client::stamps_of_event;
+/// let event = b"load-pub: 00000000000000001234.00000000000000001300xx";
+/// assert_eq!(stamps_of_event(event), Some((1234, Some(1300))));
+/// assert_eq!(stamps_of_event(b"p: 00000000000000001234xx"), Some((1234, None)));
+/// ```
+pub fn stamps_of_event(event: &[u8]) -> Option<(u64, Option<u64>)> {
     let at = event.windows(2).position(|w| w == b": ")? + 2;
-    let digits = event.get(at..at + STAMP_DIGITS)?;
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    let parse = |from: usize| -> Option<u64> {
+        let digits = event.get(from..from + STAMP_DIGITS)?;
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    };
+    let due = parse(at)?;
+    let taken = match event.get(at + STAMP_DIGITS) {
+        Some(b'.') => parse(at + STAMP_DIGITS + 1),
+        _ => None,
+    };
+    Some((due, taken))
 }
 
 /// What a session does once online.

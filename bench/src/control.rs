@@ -136,8 +136,11 @@ pub enum Reply {
         first_ns: u64,
         /// See `first_ns`.
         last_ns: u64,
-        /// Send (by the publisher) to receipt, microseconds.
+        /// Send (by the publisher) to receipt, microseconds; paced, from
+        /// when each message was due.
         latency: Counts,
+        /// Paced: from when the publisher took each message to send.
+        taken_latency: Counts,
     },
     /// A `Publish` is over.
     Published {

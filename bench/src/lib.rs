@@ -23,6 +23,12 @@
 //! | `s4` | every session disconnects: time until the server closed every socket |
 //! | `sim` | 10k, 100k and 1M core sessions through login, heartbeats and expiry ([`sim`]) |
 //!
+//! With `--mosquitto <binary>` or `--nats-server <binary>`, the same
+//! scenarios measure that broker in `sessiond`'s place, its workers speaking
+//! MQTT ([`client::mqtt`]) or NATS ([`client::nats`]), so that the
+//! servers people would otherwise choose are measured in the same runs, on
+//! the same machine, by the same load generator.
+//!
 //! The pieces are plain functions where they can be, so they are tested
 //! without a server:
 //!

@@ -844,11 +844,13 @@ impl Bench {
         let mut total_received = 0;
         let mut last = 0;
         let mut hist = latency();
+        let mut taken_hist = latency();
         for reply in received {
             let Reply::Received {
                 received,
                 last_ns,
                 latency,
+                taken_latency,
                 ..
             } = reply?
             else {
@@ -857,6 +859,7 @@ impl Bench {
             total_received += received;
             last = last.max(last_ns);
             latency.add_to(&mut hist);
+            taken_latency.add_to(&mut taken_hist);
         }
         let wall_s = last.saturating_sub(start_ns) as f64 / 1e9;
         let p = Percentiles::of(&hist);
@@ -871,9 +874,12 @@ impl Bench {
         figures.insert("latency_p99_ms".into(), p.p99_ms);
         figures.insert("latency_p999_ms".into(), p.p999_ms);
         figures.insert("server_cpu_s".into(), cpu as f64 / 1e9);
+        let taken = Percentiles::of(&taken_hist);
         if rate.is_some() {
             let send_s = end_ns.saturating_sub(start_ns) as f64 / 1e9;
             figures.insert("offered_per_s".into(), sent as f64 / send_s);
+            figures.insert("sent_latency_p50_ms".into(), taken.p50_ms);
+            figures.insert("sent_latency_p99_ms".into(), taken.p99_ms);
         }
         let mut details = json!({
             "receivers": receivers,
@@ -886,6 +892,7 @@ impl Bench {
             "wall_s": wall_s,
             "publish_errors": errors,
             "latency": p,
+            "latency_from_sending": taken,
             "login_errors": logins.errors,
             "started_ns": start_ns,
             "now_ns": unix_ns(),

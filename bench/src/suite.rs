@@ -226,6 +226,18 @@ pub fn rows(sizes: &Sizes) -> Vec<Row> {
         ),
         row(
             S3lat,
+            "sent_latency_p50_ms",
+            "S3 paced: from the send, p50 (ms)",
+            Info,
+        ),
+        row(
+            S3lat,
+            "sent_latency_p99_ms",
+            "S3 paced: from the send, p99 (ms)",
+            Info,
+        ),
+        row(
+            S3lat,
             "offered_per_s",
             "S3 paced: rate achieved (msg/s)",
             Info,

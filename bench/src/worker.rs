@@ -252,6 +252,7 @@ impl Worker {
             first_ns: self.tally.first_event_ns.load(Ordering::Relaxed),
             last_ns: self.tally.last_event_ns.load(Ordering::Relaxed),
             latency: Counts::of(&lock(&self.tally.event_latency)),
+            taken_latency: Counts::of(&lock(&self.tally.taken_latency)),
         }
     }
 
