@@ -30,6 +30,9 @@ enum Cmd {
     Run(RunArgs),
     /// The core simulation alone.
     Sim(SimArgs),
+    /// Runs scenarios against sessiond and against mosquitto and/or
+    /// nats-server in interleaved rounds, and reports them side by side.
+    Compare(CompareArgs),
     /// Prints the table and redraws the plots of an existing load.json.
     Report(ReportArgs),
     /// A worker process (started by `run`).
@@ -77,6 +80,37 @@ struct RunArgs {
     nats_server: Option<PathBuf>,
     /// Where load.json and the plots go.
     #[arg(long, default_value = "target/bench")]
+    out_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct CompareArgs {
+    /// Rounds: in each, every server runs every scenario once, in turn.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Scenarios, comma-separated, of s1, s2, s2cpu, s3, s3lat, s4
+    /// [default: all six].
+    #[arg(long, value_delimiter = ',')]
+    scenario: Vec<String>,
+    /// Small sizes, for a smoke run.
+    #[arg(long)]
+    quick: bool,
+    /// The sessiond binary [default: next to this one].
+    #[arg(long)]
+    sessiond: Option<PathBuf>,
+    /// The mosquitto binary (Debian's package `mosquitto`:
+    /// /usr/sbin/mosquitto).
+    #[arg(long)]
+    mosquitto: Option<PathBuf>,
+    /// The MQTT QoS levels to run mosquitto at, each a server of its own.
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 1], value_parser = clap::value_parser!(u8).range(0..=1))]
+    mqtt_qos: Vec<u8>,
+    /// The nats-server binary (Debian's package `nats-server`:
+    /// /usr/sbin/nats-server).
+    #[arg(long)]
+    nats_server: Option<PathBuf>,
+    /// Where compare.json goes.
+    #[arg(long, default_value = "target/bench/compare")]
     out_dir: PathBuf,
 }
 
@@ -132,6 +166,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Cmd::Run(args) => runtime.block_on(run(args)),
+        Cmd::Compare(args) => runtime.block_on(compare(args)),
         Cmd::Sim(args) => sim(args),
         Cmd::Report(args) => report(args),
         Cmd::Worker(args) => runtime.block_on(worker::run(worker::WorkerArgs {
@@ -216,6 +251,77 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let failed = records.iter().filter(|r| r.result.is_err()).count();
     if failed > 0 {
         return Err(format!("{failed} run(s) failed; see load.json"));
+    }
+    Ok(())
+}
+
+async fn compare(args: CompareArgs) -> Result<(), String> {
+    const APPLY: [Scenario; 6] = [
+        Scenario::S1,
+        Scenario::S2,
+        Scenario::S2cpu,
+        Scenario::S3,
+        Scenario::S3lat,
+        Scenario::S4,
+    ];
+    let scenarios = if args.scenario.is_empty() {
+        APPLY.to_vec()
+    } else {
+        args.scenario
+            .iter()
+            .map(|name| match Scenario::parse(name) {
+                Some(s) if APPLY.contains(&s) => Ok(s),
+                Some(_) => Err(format!("{name} applies to sessiond only")),
+                None => Err(format!("unknown scenario {name:?}")),
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    if args.mosquitto.is_none() && args.nats_server.is_none() {
+        return Err("name a broker to compare with: --mosquitto and/or --nats-server".into());
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("where am I: {e}"))?;
+    let sessiond = args
+        .sessiond
+        .unwrap_or_else(|| exe.with_file_name("sessiond"));
+    if !sessiond.exists() {
+        return Err(format!("no sessiond at {}", sessiond.display()));
+    }
+    let sizes = if args.quick {
+        Sizes::quick()
+    } else {
+        Sizes::full()
+    };
+    let contenders = suite::Contender::all(
+        args.mosquitto.as_deref(),
+        &args.mqtt_qos,
+        args.nats_server.as_deref(),
+    );
+    let command: Vec<String> = std::env::args().collect();
+    let mut bench = Bench::new(sessiond, exe, sizes, args.out_dir);
+    let rounds = args.rounds.max(1);
+    let records = suite::compare(
+        &mut bench,
+        &contenders,
+        &scenarios,
+        rounds,
+        &command.join(" "),
+    )
+    .await?;
+    let lines = suite::comparisons(&bench.sizes, &records);
+    println!(
+        "\nsessiond against brokers ({rounds} interleaved round(s); median (min-max); \
+         \"vs best\": sessiond's median over the best broker's, better below 1 for a \
+         <= target, above 1 for a >= target)\n"
+    );
+    print!("{}", suite::comparison_table(&contenders, &lines));
+    println!("\nwrote {}", bench.out_dir.join("compare.json").display());
+    let failed = records
+        .iter()
+        .flatten()
+        .filter(|r| r.result.is_err())
+        .count();
+    if failed > 0 {
+        return Err(format!("{failed} run(s) failed; see compare.json"));
     }
     Ok(())
 }

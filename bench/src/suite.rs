@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::scenario::{Bench, RunResult, Scenario, Sizes};
+use crate::scenario::{Bench, Broker, RunResult, Scenario, Sizes};
 use crate::stats::{Latency, Summary, latency};
 
 /// What a figure should be.
@@ -589,4 +589,283 @@ fn machine() -> serde_json::Value {
         "kernel": read("/proc/sys/kernel/osrelease").trim(),
         "mem_total_kb": crate::procfs::parse_status_kb(&read("/proc/meminfo"), "MemTotal:"),
     })
+}
+
+/// One server of a comparison: `sessiond` (no broker) or a broker.
+#[derive(Debug, Clone)]
+pub struct Contender {
+    /// Its column's heading: `sessiond`, `mosquitto-qos0`, `nats-server`.
+    pub name: String,
+    /// The broker, or `None` for `sessiond`.
+    pub broker: Option<Broker>,
+}
+
+impl Contender {
+    /// `sessiond` and the brokers given, each MQTT QoS a contender of its
+    /// own.
+    pub fn all(mosquitto: Option<&Path>, qos: &[u8], nats_server: Option<&Path>) -> Vec<Contender> {
+        let mut all = vec![Contender {
+            name: "sessiond".into(),
+            broker: None,
+        }];
+        if let Some(binary) = mosquitto {
+            for &qos in qos {
+                all.push(Contender {
+                    name: format!("mosquitto-qos{qos}"),
+                    broker: Some(Broker::Mosquitto {
+                        binary: binary.to_owned(),
+                        qos,
+                    }),
+                });
+            }
+        }
+        if let Some(binary) = nats_server {
+            all.push(Contender {
+                name: "nats-server".into(),
+                broker: Some(Broker::Nats {
+                    binary: binary.to_owned(),
+                }),
+            });
+        }
+        all
+    }
+}
+
+/// A comparison's figures: for each figure, each contender's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// The row.
+    #[serde(flatten)]
+    pub row: Row,
+    /// By contender, in order: median, min, max over its runs.
+    pub summaries: Vec<Option<Summary>>,
+    /// `sessiond`'s median over the best broker's, for figures with a
+    /// target (best: the highest for "at least", the lowest for "at
+    /// most").
+    pub ratio_to_best: Option<f64>,
+}
+
+/// Runs `scenarios` against every contender, `rounds` times: in each
+/// round each contender runs each scenario once, in turn, so that a slow
+/// spell of the machine falls on all of them. Writes `compare.json` into
+/// `bench.out_dir` as it goes; returns each contender's records.
+pub async fn compare(
+    bench: &mut Bench,
+    contenders: &[Contender],
+    scenarios: &[Scenario],
+    rounds: usize,
+    command: &str,
+) -> Result<Vec<Vec<RunRecord>>, String> {
+    std::fs::create_dir_all(&bench.out_dir)
+        .map_err(|e| format!("create {}: {e}", bench.out_dir.display()))?;
+    let total = (scenarios.len() * rounds * contenders.len()) as u64;
+    let bar = bench.progress.add(ProgressBar::new(total));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:<40} [{bar:30}] {pos}/{len} runs {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut records: Vec<Vec<RunRecord>> = vec![Vec::new(); contenders.len()];
+    for run in 1..=rounds {
+        for (c, contender) in contenders.iter().enumerate() {
+            bench.broker = contender.broker.clone();
+            for &scenario in scenarios {
+                bar.set_prefix(format!(
+                    "round {run}/{rounds}: {} {}",
+                    contender.name,
+                    scenario.name()
+                ));
+                let started = std::time::Instant::now();
+                let result = bench.run(scenario).await;
+                let seconds = started.elapsed().as_secs_f64();
+                bench.note(&match &result {
+                    Ok(r) => format!(
+                        "round {run} {:<16} {:<6} {:>6.1} s  {}",
+                        contender.name,
+                        scenario.name(),
+                        seconds,
+                        brief(r)
+                    ),
+                    Err(e) => format!(
+                        "round {run} {:<16} {:<6} FAILED after {seconds:.1} s: {e}",
+                        contender.name,
+                        scenario.name()
+                    ),
+                });
+                records[c].push(RunRecord {
+                    run,
+                    scenario,
+                    seconds,
+                    result,
+                });
+                bar.inc(1);
+                write_comparison(bench, contenders, &records, command)?;
+            }
+        }
+    }
+    bench.broker = None;
+    bar.finish_and_clear();
+    Ok(records)
+}
+
+/// Each figure, side by side over the contenders (the first is
+/// `sessiond`).
+pub fn comparisons(sizes: &Sizes, records: &[Vec<RunRecord>]) -> Vec<Comparison> {
+    let per: Vec<Vec<Line>> = records.iter().map(|r| summarise(sizes, r)).collect();
+    let Some(first) = per.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let summaries: Vec<Option<Summary>> = per
+                .iter()
+                .map(|lines| lines.get(i).and_then(|l| l.summary))
+                .collect();
+            let ours = summaries.first().copied().flatten().map(|s| s.median);
+            let brokers = summaries.iter().skip(1).flatten().map(|s| s.median);
+            let best = match line.row.goal {
+                Goal::AtLeast(_) => brokers.reduce(f64::max),
+                Goal::AtMost(_) => brokers.reduce(f64::min),
+                Goal::Info => None,
+            };
+            let ratio_to_best = match (ours, best) {
+                (Some(ours), Some(best)) if best != 0.0 => Some(ours / best),
+                _ => None,
+            };
+            Comparison {
+                row: line.row.clone(),
+                summaries,
+                ratio_to_best,
+            }
+        })
+        .filter(|c| c.summaries.iter().any(Option::is_some))
+        .collect()
+}
+
+/// The comparison as a table: each contender's median (min–max), then
+/// `sessiond`'s median over the best broker's.
+pub fn comparison_table(contenders: &[Contender], lines: &[Comparison]) -> String {
+    const W: usize = 24;
+    let mut s = String::new();
+    let _ = write!(s, "{:<46}", "figure");
+    for contender in contenders {
+        let _ = write!(s, " {:>W$}", contender.name);
+    }
+    let _ = writeln!(s, " {:>10}  {:>10}", "vs best", "target");
+    for line in lines {
+        let _ = write!(s, "{:<46}", line.row.label);
+        for summary in &line.summaries {
+            let cell = match summary {
+                Some(sum) if sum.n > 1 => format!(
+                    "{} ({}-{})",
+                    human(sum.median),
+                    human(sum.min),
+                    human(sum.max)
+                ),
+                Some(sum) => human(sum.median),
+                None => "-".into(),
+            };
+            let _ = write!(s, " {cell:>W$}");
+        }
+        let ratio = line
+            .ratio_to_best
+            .map_or_else(String::new, |r| format!("{r:.2}x"));
+        let _ = writeln!(s, " {ratio:>10}  {:>10}", line.row.goal.text());
+    }
+    s
+}
+
+fn write_comparison(
+    bench: &Bench,
+    contenders: &[Contender],
+    records: &[Vec<RunRecord>],
+    command: &str,
+) -> Result<(), String> {
+    let report = json!({
+        "command": command,
+        "sizes": bench.sizes,
+        "machine": machine(),
+        "contenders": contenders.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+        "summary": comparisons(&bench.sizes, records),
+        "runs": contenders
+            .iter()
+            .zip(records)
+            .map(|(c, r)| json!({ "contender": c.name, "runs": r }))
+            .collect::<Vec<_>>(),
+    });
+    let path = bench.out_dir.join("compare.json");
+    let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn record(run: usize, scenario: Scenario, figures: &[(&str, f64)]) -> RunRecord {
+        RunRecord {
+            run,
+            scenario,
+            seconds: 1.0,
+            result: Ok(RunResult {
+                scenario,
+                figures: figures
+                    .iter()
+                    .map(|&(k, v)| (k.to_owned(), v))
+                    .collect::<BTreeMap<_, _>>(),
+                details: serde_json::Value::Null,
+                latency: None,
+            }),
+        }
+    }
+
+    fn line<'a>(lines: &'a [Comparison], key: &str) -> &'a Comparison {
+        lines.iter().find(|l| l.row.key == key).unwrap()
+    }
+
+    #[test]
+    fn the_ratio_is_to_the_best_broker_in_the_targets_direction() {
+        let sizes = Sizes::full();
+        let s3 = |run, delivered| record(run, Scenario::S3, &[("delivered_per_s", delivered)]);
+        let s4 = |run, close| record(run, Scenario::S4, &[("close_s", close)]);
+        let records = vec![
+            // sessiond
+            vec![s3(1, 100.0), s3(2, 120.0), s3(3, 110.0), s4(1, 0.15)],
+            // a broker, better at S3, worse at S4
+            vec![s3(1, 200.0), s4(1, 0.30)],
+            // another, worse at both; and one of its runs failed
+            vec![
+                s3(1, 50.0),
+                s4(1, 0.20),
+                RunRecord {
+                    run: 2,
+                    scenario: Scenario::S4,
+                    seconds: 1.0,
+                    result: Err("down".into()),
+                },
+            ],
+        ];
+        let lines = comparisons(&sizes, &records);
+        let s3 = line(&lines, "delivered_per_s");
+        assert_eq!(s3.summaries[0].map(|s| (s.median, s.n)), Some((110.0, 3)));
+        // At least: the best broker is the highest, 200.
+        assert_eq!(s3.ratio_to_best, Some(110.0 / 200.0));
+        let s4 = line(&lines, "close_s");
+        // At most: the best broker is the lowest, 0.20.
+        assert_eq!(s4.ratio_to_best, Some(0.15 / 0.20));
+        assert_eq!(s4.summaries[2].map(|s| s.n), Some(1));
+        // No figure of a scenario nobody ran.
+        assert!(lines.iter().all(|l| l.row.scenario != Scenario::S1));
+        let table = comparison_table(
+            &Contender::all(Some(Path::new("m")), &[1], Some(Path::new("n"))),
+            &lines,
+        );
+        assert!(table.contains("mosquitto-qos1"), "{table}");
+        assert!(table.contains("110 (100-120)"), "{table}");
+        assert!(table.contains("0.55x"), "{table}");
+    }
 }

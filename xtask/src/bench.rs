@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: the core's hot paths timed in-process, their
 //! allocations counted, and the memory of one idle open server session
 //! (`bench [core] [--quick]`); and the load benchmarks against a real
-//! `sessiond` (`bench load [...]`, driven by the `session-bench` binary).
+//! `sessiond` (`bench load [...]`, driven by the `session-bench` binary),
+//! and against mosquitto and nats-server beside it (`bench compare [...]`).
 //!
 //! No sockets: both sides are driven in memory, with a virtual `Instant` the
 //! bench advances itself (the wall clock only times the rounds). Each path
@@ -132,12 +133,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("load") => return load(&args[1..], "run"),
         Some("sim") => return load(&args[1..], "sim"),
+        Some("compare") => return load(&args[1..], "compare"),
         Some("core") => {}
         Some("--quick") | None => {}
         Some(other) => {
             return Err(format!(
                 "unknown bench {other:?} (usage: bench [core] [--quick] | bench load [--runs N] \
-                 [--quick] [--scenario s1,s2,...] [--sessions N] | bench sim [--sizes N,...])"
+                 [--quick] [--scenario s1,s2,...] [--sessions N] | bench sim [--sizes N,...] \
+                 | bench compare [--rounds N] [--mosquitto PATH] [--nats-server PATH] ...)"
             ));
         }
     }
@@ -180,12 +183,22 @@ fn load(args: &[String], command: &str) -> Result<(), String> {
     let release = target_dir().join("release");
     let mut bench = Command::new(release.join("session-bench"));
     bench.arg(command);
-    if command == "run" {
-        bench
-            .arg("--sessiond")
-            .arg(release.join("sessiond"))
-            .arg("--out-dir")
-            .arg(root().join("target/bench"));
+    match command {
+        "run" => {
+            bench
+                .arg("--sessiond")
+                .arg(release.join("sessiond"))
+                .arg("--out-dir")
+                .arg(root().join("target/bench"));
+        }
+        "compare" => {
+            bench
+                .arg("--sessiond")
+                .arg(release.join("sessiond"))
+                .arg("--out-dir")
+                .arg(root().join("target/bench/compare"));
+        }
+        _ => {}
     }
     bench.args(args).current_dir(root());
     eprintln!("==> bench: {bench:?}");
