@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use session_core::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::time::Sleep;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -615,7 +617,67 @@ enum Ended {
     Failed(String),
 }
 
+/// Re-arms `pace` for `at`, unless it is armed for it already.
+fn arm(pace: Pin<&mut Sleep>, armed: &mut Instant, at: Instant) {
+    if at != *armed {
+        *armed = at;
+        pace.reset(at.into());
+    }
+}
+
+/// Connects a broker session's TCP socket ([`mqtt`], [`nats`]), unless
+/// told to stop first.
+async fn broker_connect(
+    target: &Target,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<TcpStream, Ended> {
+    tokio::select! {
+        biased;
+        _ = stop.changed() => Err(Ended::Stopped),
+        stream = tokio::time::timeout(CONNECT_TIMEOUT, tcp_connect(target, target.tcp)) => {
+            match stream {
+                Ok(Ok(stream)) => Ok(stream),
+                Ok(Err(kind)) => Err(Ended::Failed(kind)),
+                Err(_) => Err(Ended::Failed("connect: timed out".into())),
+            }
+        }
+    }
+}
+
+/// Writes all of `out` to a broker session's socket, and clears it.
+async fn broker_write(stream: &mut TcpStream, out: &mut BytesMut) -> Result<(), Ended> {
+    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(out)).await {
+        Ok(Ok(())) => {
+            out.clear();
+            Ok(())
+        }
+        Ok(Err(e)) => Err(Ended::Failed(format!("write: {e}"))),
+        Err(_) => Err(Ended::Failed("write: timed out".into())),
+    }
+}
+
 impl Session {
+    /// How the session ends when the server closes the connection.
+    fn closed_by_server(&self) -> Ended {
+        Ended::Failed(if self.online {
+            "connection closed by the server".into()
+        } else {
+            "connection closed by the server before login".into()
+        })
+    }
+
+    /// A broker session's keep-alive interval (the heartbeat asked for, or
+    /// 30 s) and its plan, if it publishes.
+    fn broker_role(&self) -> (Duration, Option<Arc<Plan>>) {
+        let keep_alive =
+            Duration::from_millis(u64::from(self.spec.heartbeat_ms.unwrap_or(30_000)).max(1000));
+        let plan = match &self.spec.role {
+            Role::Publisher(plan) => Some(plan.clone()),
+            Role::Receiver => None,
+        };
+        (keep_alive, plan)
+    }
+
     fn fail_login(&mut self, kind: String) {
         if !self.settled {
             self.settled = true;
@@ -757,10 +819,7 @@ impl Session {
                         },
                         Take::Later(at) => {
                             wait_for_pace = true;
-                            if at != pace_armed {
-                                pace_armed = at;
-                                pace.as_mut().reset(at.into());
-                            }
+                            arm(pace.as_mut(), &mut pace_armed, at);
                             break;
                         }
                         Take::Done => break,
@@ -819,11 +878,7 @@ impl Session {
                     }
                     Ok(false) => {
                         client.handle_disconnect(Instant::now());
-                        return Ended::Failed(if self.online {
-                            "connection closed by the server".into()
-                        } else {
-                            "connection closed by the server before login".into()
-                        });
+                        return self.closed_by_server();
                     }
                     Err(kind) => return Ended::Failed(kind),
                 },

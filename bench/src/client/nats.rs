@@ -18,10 +18,10 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-use super::{Ended, READ_RESERVE, Role, Session, Take, Target, WRITE_TIMEOUT, tcp_connect};
+use super::{Ended, READ_RESERVE, Session, Take, Target, arm, broker_connect, broker_write};
 
 /// The longest protocol line accepted (an `INFO` is a few hundred bytes).
 pub const MAX_LINE: usize = 4096;
@@ -144,22 +144,11 @@ impl Session {
         mut stop: watch::Receiver<bool>,
     ) -> Ended {
         let started = Instant::now();
-        let connect_to = tcp_connect(target, target.tcp);
-        let mut stream = tokio::select! {
-            biased;
-            _ = stop.changed() => return Ended::Stopped,
-            stream = tokio::time::timeout(super::CONNECT_TIMEOUT, connect_to) => match stream {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(kind)) => return Ended::Failed(kind),
-                Err(_) => return Ended::Failed("connect: timed out".into()),
-            },
+        let mut stream = match broker_connect(target, &mut stop).await {
+            Ok(stream) => stream,
+            Err(ended) => return ended,
         };
-        let keep_alive =
-            Duration::from_millis(u64::from(self.spec.heartbeat_ms.unwrap_or(30_000)).max(1000));
-        let plan = match &self.spec.role {
-            Role::Publisher(plan) => Some(plan.clone()),
-            Role::Receiver => None,
-        };
+        let (keep_alive, plan) = self.broker_role();
         let mut out = BytesMut::new();
         let subject = plan.is_none().then_some(self.spec.user.as_str());
         open(&mut out, &self.spec.user, subject);
@@ -188,10 +177,7 @@ impl Session {
                         }
                         Take::Later(at) => {
                             wait_for_pace = true;
-                            if at != pace_armed {
-                                pace_armed = at;
-                                pace.as_mut().reset(at.into());
-                            }
+                            arm(pace.as_mut(), &mut pace_armed, at);
                             break;
                         }
                         Take::Done => break,
@@ -199,13 +185,9 @@ impl Session {
                 }
             }
             if !out.is_empty() {
-                let write = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&out));
-                match write.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Ended::Failed(format!("write: {e}")),
-                    Err(_) => return Ended::Failed("write: timed out".into()),
+                if let Err(ended) = broker_write(&mut stream, &mut out).await {
+                    return ended;
                 }
-                out.clear();
                 ping.as_mut().reset((Instant::now() + keep_alive).into());
             }
             // A publisher that has more to send goes round again at once.
@@ -219,13 +201,7 @@ impl Session {
                     inbox.reserve(READ_RESERVE);
                     stream.read_buf(&mut inbox).await
                 } => match read {
-                    Ok(0) => {
-                        return Ended::Failed(if self.online {
-                            "connection closed by the server".into()
-                        } else {
-                            "connection closed by the server before login".into()
-                        });
-                    }
+                    Ok(0) => return self.closed_by_server(),
                     Ok(_) => loop {
                         match decode(&mut inbox) {
                             Ok(Some(Op::Msg(payload))) => self.tally.event(&payload),
