@@ -2,11 +2,14 @@
 //! TCP stream (varint-delimited frames) or a WebSocket (one binary message
 //! per frame), bound to the worker's own source address.
 //!
-//! A session receives events (counted, timed from the send time their body
+//! A session receives events (counted, timed from the stamps their body
 //! carries, and acknowledged after each batch read, which the core coalesces
 //! as it does for `session-client`: see `ClientConfig::ack_delay`), or
 //! publishes: it keeps a window of `to load-<i> <body>` requests outstanding
 //! and counts the answers.
+//!
+//! Against a broker instead of `sessiond`, the same sessions speak MQTT
+//! ([`mqtt`]) or NATS ([`nats`]) over plain TCP.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -33,10 +36,10 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::control::{Carrier, Protocol, unix_ns};
+use crate::stats::{Latency, latency};
 
 pub mod mqtt;
 pub mod nats;
-use crate::stats::{Latency, latency};
 
 /// The password of every `load-*` user.
 pub const LOAD_PASSWORD: &str = "load";

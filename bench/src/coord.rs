@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use clap::ValueEnum as _;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command as Process};
 use tokio::sync::oneshot;
@@ -16,7 +17,6 @@ use tokio::sync::oneshot;
 use crate::client::lock;
 use crate::control::{Command, Counters, Reply, Request, Response};
 use crate::server::ServerProcess;
-use clap::ValueEnum as _;
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>>;
 

@@ -26,8 +26,10 @@
 //! With `--mosquitto <binary>` or `--nats-server <binary>`, the same
 //! scenarios measure that broker in `sessiond`'s place, its workers speaking
 //! MQTT ([`client::mqtt`]) or NATS ([`client::nats`]), so that the
-//! servers people would otherwise choose are measured in the same runs, on
-//! the same machine, by the same load generator.
+//! servers people would otherwise choose are measured on the same machine
+//! by the same load generator. `session-bench compare` runs `sessiond` and
+//! the brokers in interleaved rounds and reports them side by side
+//! ([`suite::compare`]).
 //!
 //! The pieces are plain functions where they can be, so they are tested
 //! without a server:
