@@ -896,6 +896,28 @@ impl Session {
     }
 }
 
+/// Feeds `wire` to `decode` in pieces of every size from one byte up,
+/// and returns what came out for each size (for the codecs' tests).
+#[cfg(test)]
+fn decoded_at_every_cut<T>(
+    wire: &[u8],
+    decode: impl Fn(&mut BytesMut) -> Result<Option<T>, String>,
+) -> Vec<(usize, Vec<T>, BytesMut)> {
+    (1..wire.len())
+        .map(|cut| {
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            for piece in wire.chunks(cut) {
+                buf.extend_from_slice(piece);
+                while let Some(item) = decode(&mut buf).expect("decodes") {
+                    got.push(item);
+                }
+            }
+            (cut, got, buf)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -183,22 +183,17 @@ fn load(args: &[String], command: &str) -> Result<(), String> {
     let release = target_dir().join("release");
     let mut bench = Command::new(release.join("session-bench"));
     bench.arg(command);
-    match command {
-        "run" => {
-            bench
-                .arg("--sessiond")
-                .arg(release.join("sessiond"))
-                .arg("--out-dir")
-                .arg(root().join("target/bench"));
-        }
-        "compare" => {
-            bench
-                .arg("--sessiond")
-                .arg(release.join("sessiond"))
-                .arg("--out-dir")
-                .arg(root().join("target/bench/compare"));
-        }
-        _ => {}
+    let out_dir = match command {
+        "run" => Some("target/bench"),
+        "compare" => Some("target/bench/compare"),
+        _ => None,
+    };
+    if let Some(out_dir) = out_dir {
+        bench
+            .arg("--sessiond")
+            .arg(release.join("sessiond"))
+            .arg("--out-dir")
+            .arg(root().join(out_dir));
     }
     bench.args(args).current_dir(root());
     eprintln!("==> bench: {bench:?}");

@@ -360,16 +360,8 @@ mod tests {
         publish(&mut wire, b"t", 1, 9, &long);
         puback(&mut wire, 5);
         pingreq(&mut wire);
-        let wire = wire.freeze();
-        for cut in 1..wire.len() {
-            let mut buf = BytesMut::new();
-            let mut got = Vec::new();
-            for piece in wire.chunks(cut) {
-                buf.extend_from_slice(piece);
-                while let Some(packet) = decode(&mut buf).unwrap() {
-                    got.push(packet);
-                }
-            }
+        for (cut, got, rest) in super::super::decoded_at_every_cut(&wire, decode) {
+            assert!(rest.is_empty(), "cut {cut}");
             assert_eq!(got.len(), 3, "cut {cut}");
             assert_eq!(got[0].publish().unwrap().payload.len(), 300);
             assert_eq!((got[1].kind(), got[1].id()), (PUBACK, Some(5)));

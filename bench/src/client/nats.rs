@@ -251,16 +251,7 @@ mod tests {
             "INFO {{\"server_id\":\"a\"}}\r\n+OK\r\nMSG load-1 1 300\r\n{payload}\r\n\
              PING\r\nMSG load-1 1 _INBOX.r 2\r\nhi\r\nPONG\r\n-ERR 'Slow Consumer'\r\n"
         );
-        let wire = wire.as_bytes();
-        for cut in 1..wire.len() {
-            let mut buf = BytesMut::new();
-            let mut got = Vec::new();
-            for piece in wire.chunks(cut) {
-                buf.extend_from_slice(piece);
-                while let Some(op) = decode(&mut buf).unwrap() {
-                    got.push(op);
-                }
-            }
+        for (cut, got, rest) in super::super::decoded_at_every_cut(wire.as_bytes(), decode) {
             assert_eq!(
                 got,
                 [
@@ -274,7 +265,7 @@ mod tests {
                 ],
                 "cut {cut}"
             );
-            assert!(buf.is_empty());
+            assert!(rest.is_empty(), "cut {cut}");
         }
     }
 
