@@ -182,23 +182,21 @@ impl Sessions {
             self.by_id.remove(&cell.info.id);
         }
         let user = &*cell.info.user_id;
-        if self
+        let first = self
             .by_user
             .get(user)
-            .is_some_and(|c| Arc::ptr_eq(&c.0, cell))
-        {
+            .is_some_and(|c| Arc::ptr_eq(&c.0, cell));
+        if first {
             self.by_user.remove(user);
-            // The next oldest, if any, takes its place.
-            if let Some(others) = self.more.get_mut(user) {
-                if !others.is_empty() {
-                    self.by_user.insert(ByUser(others.remove(0)));
-                }
-                if others.is_empty() {
-                    self.more.remove(user);
-                }
+        }
+        // A list in `more` is never empty: it goes with its last cell.
+        if let Some(others) = self.more.get_mut(user) {
+            if first {
+                // The next oldest takes its place.
+                self.by_user.insert(ByUser(others.remove(0)));
+            } else {
+                others.retain(|c| !Arc::ptr_eq(c, cell));
             }
-        } else if let Some(others) = self.more.get_mut(user) {
-            others.retain(|c| !Arc::ptr_eq(c, cell));
             if others.is_empty() {
                 self.more.remove(user);
             }
