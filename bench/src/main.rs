@@ -188,26 +188,45 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: RunArgs) -> Result<(), String> {
-    let scenarios = if args.scenario.is_empty() {
-        Scenario::ALL.to_vec()
-    } else {
-        args.scenario
-            .iter()
-            .map(|name| Scenario::parse(name).ok_or_else(|| format!("unknown scenario {name:?}")))
-            .collect::<Result<Vec<_>, _>>()?
-    };
+/// The scenarios `names` names, or all of them (with `brokers`, all
+/// those that apply to a broker, and only those).
+fn scenarios(names: &[String], brokers: bool) -> Result<Vec<Scenario>, String> {
+    if names.is_empty() {
+        return Ok(Scenario::ALL
+            .into_iter()
+            .filter(|s| !brokers || s.applies_to_brokers())
+            .collect());
+    }
+    names
+        .iter()
+        .map(|name| match Scenario::parse(name) {
+            Some(s) if brokers && !s.applies_to_brokers() => {
+                Err(format!("{name} applies to sessiond only"))
+            }
+            Some(s) => Ok(s),
+            None => Err(format!("unknown scenario {name:?}")),
+        })
+        .collect()
+}
+
+/// This binary, and the `sessiond` to measure (`given`, or the one beside
+/// this binary), which must exist if `needed`.
+fn binaries(given: Option<PathBuf>, needed: bool) -> Result<(PathBuf, PathBuf), String> {
     let exe = std::env::current_exe().map_err(|e| format!("where am I: {e}"))?;
-    let sessiond = match args.sessiond {
-        Some(path) => path,
-        None => exe.with_file_name("sessiond"),
-    };
-    if !sessiond.exists() && args.mosquitto.is_none() && args.nats_server.is_none() {
+    let sessiond = given.unwrap_or_else(|| exe.with_file_name("sessiond"));
+    if needed && !sessiond.exists() {
         return Err(format!(
             "no sessiond at {} (build it: cargo build --release -p session-server --bin sessiond, or pass --sessiond)",
             sessiond.display()
         ));
     }
+    Ok((exe, sessiond))
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    let brokers_only = args.mosquitto.is_some() || args.nats_server.is_some();
+    let scenarios = scenarios(&args.scenario, false)?;
+    let (exe, sessiond) = binaries(args.sessiond, !brokers_only)?;
     let mut sizes = if args.quick {
         Sizes::quick()
     } else {
@@ -256,36 +275,11 @@ async fn run(args: RunArgs) -> Result<(), String> {
 }
 
 async fn compare(args: CompareArgs) -> Result<(), String> {
-    const APPLY: [Scenario; 6] = [
-        Scenario::S1,
-        Scenario::S2,
-        Scenario::S2cpu,
-        Scenario::S3,
-        Scenario::S3lat,
-        Scenario::S4,
-    ];
-    let scenarios = if args.scenario.is_empty() {
-        APPLY.to_vec()
-    } else {
-        args.scenario
-            .iter()
-            .map(|name| match Scenario::parse(name) {
-                Some(s) if APPLY.contains(&s) => Ok(s),
-                Some(_) => Err(format!("{name} applies to sessiond only")),
-                None => Err(format!("unknown scenario {name:?}")),
-            })
-            .collect::<Result<Vec<_>, _>>()?
-    };
+    let scenarios = scenarios(&args.scenario, true)?;
     if args.mosquitto.is_none() && args.nats_server.is_none() {
         return Err("name a broker to compare with: --mosquitto and/or --nats-server".into());
     }
-    let exe = std::env::current_exe().map_err(|e| format!("where am I: {e}"))?;
-    let sessiond = args
-        .sessiond
-        .unwrap_or_else(|| exe.with_file_name("sessiond"));
-    if !sessiond.exists() {
-        return Err(format!("no sessiond at {}", sessiond.display()));
-    }
+    let (exe, sessiond) = binaries(args.sessiond, true)?;
     let sizes = if args.quick {
         Sizes::quick()
     } else {

@@ -72,6 +72,19 @@ impl Scenario {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.name() == name)
     }
+
+    /// Whether it can measure a broker in `sessiond`'s place: all but
+    /// S2ws (the brokers are measured over plain TCP) and the core
+    /// simulation.
+    ///
+    /// ```
+    /// use session_bench::scenario::Scenario;
+    /// assert!(Scenario::S3lat.applies_to_brokers());
+    /// assert!(!Scenario::S2ws.applies_to_brokers());
+    /// ```
+    pub fn applies_to_brokers(self) -> bool {
+        !matches!(self, Self::S2ws | Self::Sim)
+    }
 }
 
 /// How big each scenario is.
@@ -468,7 +481,7 @@ impl Bench {
     /// machine's [`yardstick`] and also reports its server CPU in loopback
     /// round trips.
     pub async fn run(&self, scenario: Scenario) -> Result<RunResult, String> {
-        if self.broker.is_some() && matches!(scenario, Scenario::S2ws | Scenario::Sim) {
+        if self.broker.is_some() && !scenario.applies_to_brokers() {
             return Err(format!("{} applies to sessiond only", scenario.name()));
         }
         let yardstick = match scenario {
