@@ -53,6 +53,18 @@ fn check(what: &str, result: Result<RunResult, String>, messages: u64) {
         "{what}: {}",
         result.details
     );
+    if result.scenario == Scenario::S3lat {
+        // Each message was taken to be sent at or after it was due, so
+        // its latency from the send is no longer than from when it was due.
+        for q in ["p50", "p99"] {
+            let from_due = figure(&format!("latency_{q}_ms"));
+            let from_send = figure(&format!("sent_latency_{q}_ms"));
+            assert!(
+                from_send > 0.0 && from_send <= from_due,
+                "{what}: {q} from the send {from_send}, from when due {from_due}"
+            );
+        }
+    }
 }
 
 #[test]
