@@ -78,10 +78,7 @@ async fn an_oversized_frame_before_login_gets_policy_violation() {
             Some(CloseCode::PolicyViolation)
         );
         assert_eq!(bystander.request("ok?").await.unwrap(), "ok?".as_bytes());
-        // Closed first: the shutdown need not wait out the linger of
-        // connections nobody reads.
-        drop((bystander, peer));
-        server.shutdown().await;
+        common::close_and_shut_down(server, (bystander, peer)).await;
     }
 }
 
@@ -99,9 +96,6 @@ async fn garbage_before_login_gets_protocol_error() {
             common::read_close_signal(&mut peer).await,
             Some(CloseCode::ProtocolError)
         );
-        // Closed first: the shutdown need not wait out the linger of a
-        // connection nobody reads.
-        drop(peer);
-        server.shutdown().await;
+        common::close_and_shut_down(server, peer).await;
     }
 }

@@ -79,10 +79,7 @@ async fn login_requests_events_and_logout() {
                 ),
             ]
         );
-        // Closed first: the shutdown need not wait out the linger of a
-        // connection nobody reads.
-        drop((alice, bob));
-        server.shutdown().await;
+        common::close_and_shut_down(server, (alice, bob)).await;
     }
 }
 

@@ -27,10 +27,7 @@ async fn connections_over_the_per_ip_limit_are_refused_with_policy_violation() {
             first.request("still fine").await.unwrap(),
             "still fine".as_bytes()
         );
-        // Closed first: the shutdown need not wait out the linger of
-        // connections nobody reads.
-        drop((first, second, third));
-        server.shutdown().await;
+        common::close_and_shut_down(server, (first, second, third)).await;
     }
 }
 

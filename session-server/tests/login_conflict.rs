@@ -19,10 +19,7 @@ async fn the_older_session_is_replaced_with_login_conflict() {
         assert_eq!(first.closed_with().await, CloseCode::LoginConflict);
         assert_eq!(phone.request("ping").await.unwrap(), "ping".as_bytes());
         assert_eq!(server.handle().user_sessions("alice").len(), 2);
-        // Closed first: the shutdown need not wait out the linger of
-        // connections nobody reads.
-        drop((first, phone, second));
-        server.shutdown().await;
+        common::close_and_shut_down(server, (first, phone, second)).await;
     }
 }
 
@@ -45,9 +42,6 @@ async fn reject_newer_keeps_the_first_session() {
         )));
         assert_eq!(first.session.state(), ClientState::Online);
         assert_eq!(first.request("ping").await.unwrap(), "ping".as_bytes());
-        // Closed first: the shutdown need not wait out the linger of
-        // connections nobody reads.
-        drop((first, second));
-        server.shutdown().await;
+        common::close_and_shut_down(server, (first, second)).await;
     }
 }

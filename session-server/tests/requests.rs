@@ -181,9 +181,6 @@ async fn a_panicking_handler_fails_its_request_and_nothing_else() {
         assert_eq!(alice.request("again").await.unwrap(), "again".as_bytes());
         assert_eq!(bob.request("hi").await.unwrap(), "hi".as_bytes());
         assert_eq!(server.handle().session_count(), 2);
-        // Closed first: the shutdown need not wait out the linger of two
-        // connections nobody reads.
-        drop((alice, bob));
-        server.shutdown().await;
+        common::close_and_shut_down(server, (alice, bob)).await;
     }
 }

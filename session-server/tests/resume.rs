@@ -54,10 +54,7 @@ async fn resume_replays_every_missed_event_once_and_in_order() {
         // Still the same session, still usable.
         assert_eq!(handle.user_sessions("alice").len(), 1);
         assert_eq!(client.request("after").await.unwrap(), "after".as_bytes());
-        // Closed first: the shutdown need not wait out the linger of a
-        // connection nobody reads.
-        drop(client);
-        server.shutdown().await;
+        common::close_and_shut_down(server, client).await;
     }
 }
 

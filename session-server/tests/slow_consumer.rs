@@ -48,9 +48,6 @@ async fn an_unacknowledging_client_is_closed_with_slow_consumer() {
         diligent
             .until(|e| matches!(e, ClientEvent::Message { seq: 9, .. }))
             .await;
-        // Closed first: the shutdown need not wait out the linger of
-        // connections nobody reads.
-        drop((lazy, diligent));
-        server.shutdown().await;
+        common::close_and_shut_down(server, (lazy, diligent)).await;
     }
 }

@@ -108,6 +108,15 @@ pub fn loopback() -> ServerBuilder {
         })
 }
 
+/// Closes a test's connections (`clients`: a client, a transport, or a
+/// tuple of them), then shuts the server down. A connection nobody reads
+/// would otherwise hold the graceful shutdown for its whole linger (1 s)
+/// after its close signal.
+pub async fn close_and_shut_down<T>(server: Server, clients: T) {
+    drop(clients);
+    server.shutdown().await;
+}
+
 /// Starts a demo server (demo users, echo and relay) with TCP and WS
 /// listeners on free ports.
 pub async fn start(options: ServerOptions, recorder: Recorder) -> Server {
