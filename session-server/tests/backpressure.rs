@@ -71,6 +71,6 @@ async fn events_from_many_threads_arrive_in_order_through_a_full_socket() {
             next[thread] += 1;
         }
         assert_eq!(next, [EACH; THREADS], "{kind}");
-        server.shutdown().await;
+        common::close_and_shut_down(server, client).await;
     }
 }

@@ -143,6 +143,6 @@ async fn a_request_retried_across_a_resume_is_executed_once() {
             matches!(response, ClientEvent::Response { result: Ok(body), .. } if body == "transfer 10")
         );
         assert_eq!(slow.0.load(Ordering::SeqCst), 1, "executed exactly once");
-        server.shutdown().await;
+        common::close_and_shut_down(server, client).await;
     }
 }
