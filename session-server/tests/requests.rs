@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{KINDS, SOON, TestClient, fast_options, url};
-use session_core::{ClientEvent, ErrorCode, RequestFailure, ResponseError};
+use session_core::{ErrorCode, RequestFailure, ResponseError};
 use session_server::demo::UserTable;
 use session_server::{
     RequestHandler, Server, ServerHandle, ServerOptions, SessionInfo, SessionListener,
@@ -140,13 +140,11 @@ async fn a_request_right_after_the_login_waits_for_on_open() {
             // end.
             client.flush().await;
             opened.release(user);
-            let answer = client
-                .until(|e| matches!(e, ClientEvent::Response { id: got, .. } if *got == id))
-                .await;
-            let ClientEvent::Response { result, .. } = answer else {
-                unreachable!()
-            };
-            assert_eq!(result.unwrap(), "first".as_bytes(), "{context}");
+            assert_eq!(
+                client.response(id).await.unwrap(),
+                "first".as_bytes(),
+                "{context}"
+            );
             assert!(
                 opened.overlapped(user),
                 "{context}: on_open ended before the request was sent"

@@ -136,12 +136,7 @@ async fn a_request_retried_across_a_resume_is_executed_once() {
         }
         client.drop_connection();
         client.resume().await;
-        let response = client
-            .until(|e| matches!(e, ClientEvent::Response { id: got, .. } if *got == id))
-            .await;
-        assert!(
-            matches!(response, ClientEvent::Response { result: Ok(body), .. } if body == "transfer 10")
-        );
+        assert_eq!(client.response(id).await.unwrap(), "transfer 10".as_bytes());
         assert_eq!(slow.0.load(Ordering::SeqCst), 1, "executed exactly once");
         common::close_and_shut_down(server, client).await;
     }

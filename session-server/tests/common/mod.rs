@@ -327,6 +327,11 @@ impl TestClient {
             .session
             .request(Instant::now(), Bytes::copy_from_slice(body.as_bytes()))
             .unwrap();
+        self.response(id).await
+    }
+
+    /// Drives the client until the answer to request `id` arrives.
+    pub async fn response(&mut self, id: u64) -> Result<Bytes, RequestFailure> {
         match self
             .until(|e| matches!(e, ClientEvent::Response { id: got, .. } if *got == id))
             .await
