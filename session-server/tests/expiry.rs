@@ -48,6 +48,6 @@ async fn heartbeats_keep_a_session_alive_well_past_its_timeout() {
             client.request("still here").await.unwrap(),
             "still here".as_bytes()
         );
-        server.shutdown().await;
+        common::close_and_shut_down(server, client).await;
     }
 }

@@ -93,17 +93,22 @@ async fn sessions_work_alike_with_tasks_one_reactor_and_several() {
             .wait_for(|s| s.contains(&Seen::Close("load-2".into(), CloseCode::Kicked)))
             .await;
 
-        // Shutdown closes every session and every connection.
+        // Shutdown closes every session and every connection. Each client
+        // reads its close signal while the shutdown runs, then closes its
+        // end, as a peer would, so the shutdown need not wait out a linger.
         let mut lifecycle = server.handle().subscribe();
-        let report = server.shutdown().await;
+        let peers = async {
+            for client in clients
+                .iter_mut()
+                .filter(|c| c.session.state() == ClientState::Online)
+            {
+                assert_eq!(client.closed_with().await, CloseCode::ServerShutdown);
+                client.drop_connection();
+            }
+        };
+        let (report, ()) = tokio::join!(server.shutdown(), peers);
         assert_eq!(report.connections_left, 0, "{reactors}");
         assert_eq!(report.sessions_closed, USERS.len() - 1);
-        for client in clients
-            .iter_mut()
-            .filter(|c| c.session.state() == ClientState::Online)
-        {
-            assert_eq!(client.closed_with().await, CloseCode::ServerShutdown);
-        }
         let closed = lifecycle.recv().await.unwrap();
         assert!(matches!(closed.kind, LifecycleKind::Closed { .. }));
     }
