@@ -50,6 +50,7 @@ pub mod server_frame {
 /// Opens a session, or resumes one when `resume` is set. The first and only
 /// frame a client may send before `LoginOk`.
 #[derive(Clone, PartialEq, ::prost::Message)]
+#[prost(skip_debug)]
 pub struct Login {
     /// The protocol version the client speaks; this file describes version 1.
     #[prost(uint32, tag = "1")]
@@ -81,6 +82,7 @@ pub struct Login {
 }
 /// The proof that a client owns a session it wants to re-attach.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[prost(skip_debug)]
 pub struct Resume {
     /// The id the server gave in `LoginOk`.
     #[prost(fixed64, tag = "1")]
@@ -95,6 +97,7 @@ pub struct Resume {
 }
 /// The server accepted a login or a resume.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[prost(skip_debug)]
 pub struct LoginOk {
     /// The session's id, stable across resumes.
     #[prost(fixed64, tag = "1")]

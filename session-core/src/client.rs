@@ -189,7 +189,7 @@ impl TimerKind for Timer {
 }
 
 /// What the server granted, kept for heartbeats and resumes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Grant {
     session_id: SessionId,
     resume_token: Bytes,
@@ -199,6 +199,19 @@ struct Grant {
     /// The server's window of unacknowledged events and payload bytes, if
     /// it announced one.
     unacked: Option<(u32, u32)>,
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("session_id", &self.session_id)
+            .field("resume_token", &"<redacted>")
+            .field("heartbeat", &self.heartbeat)
+            .field("timeout", &self.timeout)
+            .field("window", &self.window)
+            .field("unacked", &self.unacked)
+            .finish()
+    }
 }
 
 #[derive(Debug)]

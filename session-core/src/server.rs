@@ -37,7 +37,7 @@ pub enum ServerState {
 }
 
 /// What a `Login` asked for, handed to the application to decide.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct LoginRequest {
     /// The protocol version the client speaks.
     pub protocol_version: u32,
@@ -65,6 +65,20 @@ pub struct ResumeRequest {
     pub resume_token: Bytes,
     /// The highest event sequence number the client received.
     pub last_event_seq: u64,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("protocol_version", &self.protocol_version)
+            .field("user_id", &self.user_id)
+            .field("credential", &"<redacted>")
+            .field("device", &self.device)
+            .field("requested_heartbeat_ms", &self.requested_heartbeat_ms)
+            .field("resume", &self.resume)
+            .field("properties", &self.properties)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for ResumeRequest {
@@ -213,7 +227,7 @@ pub struct ServerSession {
     /// client was last heard (Open, Detached); none once Closed.
     deadline: Option<Instant>,
     session_id: SessionId,
-    resume_token: [u8; RESUME_TOKEN_LEN],
+    resume_token: Token,
     heartbeat_ms: u32,
     timeout_ms: u32,
     /// The sequence number of the oldest event in the backlog's `unacked`
@@ -236,6 +250,16 @@ pub struct ServerSession {
     rare: Option<Box<Rare>>,
 }
 
+/// A resume token as the server keeps it; `Debug` leaves its bytes out.
+#[derive(Clone, Copy, Default)]
+struct Token([u8; RESUME_TOKEN_LEN]);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
 /// What few sessions have, boxed together: one pointer in every session.
 #[derive(Debug, Default)]
 struct Rare {
@@ -243,7 +267,7 @@ struct Rare {
     /// until a frame from the client shows it received the new one: if that
     /// `LoginOk` is lost with the connection, the client still holds this
     /// one and must not be locked out.
-    previous_token: Option<[u8; RESUME_TOKEN_LEN]>,
+    previous_token: Option<Token>,
     /// The final frame to send before the connection closes.
     farewell: Option<Farewell>,
     /// The protocol error that closed the session (sticky).
@@ -265,7 +289,7 @@ impl ServerSession {
             config,
             phase: Phase::Accepted,
             session_id: SessionId(0),
-            resume_token: [0; RESUME_TOKEN_LEN],
+            resume_token: Token::default(),
             heartbeat_ms: 0,
             timeout_ms: 0,
             acked_seq: 0,
@@ -451,7 +475,7 @@ impl ServerSession {
         entropy.fill_bytes(&mut id);
         // Zero means "none" in the getters' eyes; avoid it.
         self.session_id = SessionId(u64::from_le_bytes(id).max(1));
-        entropy.fill_bytes(&mut self.resume_token);
+        entropy.fill_bytes(&mut self.resume_token.0);
         let heartbeat = self.config.negotiate_heartbeat(requested_heartbeat_ms);
         let timeout = self.config.session_timeout(heartbeat);
         self.heartbeat_ms = duration_ms(heartbeat);
@@ -500,10 +524,10 @@ impl ServerSession {
             return Err(ResumeRejected::NotResumable);
         }
         let id_ok = request.session_id == self.session_id;
-        let current_ok = constant_time_eq(&request.resume_token, &self.resume_token);
+        let current_ok = constant_time_eq(&request.resume_token, &self.resume_token.0);
         let previous_token = self.rare.as_ref().and_then(|rare| rare.previous_token);
         let previous_ok = previous_token
-            .is_some_and(|previous| constant_time_eq(&request.resume_token, &previous));
+            .is_some_and(|previous| constant_time_eq(&request.resume_token, &previous.0));
         if !(id_ok & (current_ok | previous_ok)) {
             return Err(ResumeRejected::BadToken);
         }
@@ -527,7 +551,7 @@ impl ServerSession {
             previous_token.unwrap_or(self.resume_token)
         };
         self.rare_mut().previous_token = Some(presented);
-        entropy.fill_bytes(&mut self.resume_token);
+        entropy.fill_bytes(&mut self.resume_token.0);
         self.phase = Phase::Open;
         self.touch(now);
         self.queue_login_ok(now, true);
@@ -621,7 +645,7 @@ impl ServerSession {
         let kind = if let Some(resumed) = self.out.login_ok.take() {
             server_frame::Kind::LoginOk(v1::LoginOk {
                 session_id: self.session_id.0,
-                resume_token: Bytes::copy_from_slice(&self.resume_token),
+                resume_token: Bytes::copy_from_slice(&self.resume_token.0),
                 heartbeat_ms: self.heartbeat_ms,
                 session_timeout_ms: self.timeout_ms,
                 resumed,

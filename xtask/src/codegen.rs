@@ -28,6 +28,13 @@ pub(crate) fn run(check: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The messages whose derived `Debug` would print a secret.
+const SECRET_BEARING: [&str; 3] = [
+    "session.v1.Login",
+    "session.v1.Resume",
+    "session.v1.LoginOk",
+];
+
 fn generate() -> Result<String, String> {
     let root = root();
     let out = std::env::temp_dir().join(format!("session-codegen-{}", std::process::id()));
@@ -38,7 +45,10 @@ fn generate() -> Result<String, String> {
         .protoc_executable(protoc)
         .out_dir(&out)
         .bytes(["."])
-        .btree_map(["."]);
+        .btree_map(["."])
+        // These carry a credential or a resume token: `session-proto` gives
+        // them a `Debug` that leaves the secret out.
+        .skip_debug(SECRET_BEARING);
     config
         .compile_protos(&[root.join("proto/session.proto")], &[root.join("proto")])
         .map_err(|e| format!("prost-build: {e}"))?;
