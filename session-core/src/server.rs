@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use session_proto::prost::Message;
 use session_proto::v1::{self, client_frame, server_frame};
 
-use crate::close::{CloseCode, RejectCode, ResponseError};
+use crate::close::{CloseCode, ErrorCode, RejectCode, ResponseError};
 use crate::codec::{Framing, encode_frame};
 use crate::config::ServerConfig;
 use crate::entropy::{Entropy, constant_time_eq};
@@ -178,9 +178,13 @@ struct Backlog {
     unacked: VecDeque<Bytes>,
     unacked_bytes: usize,
     /// Responses not yet acknowledged, by request id.
-    responses: BTreeMap<u64, Result<Bytes, ResponseError>>,
-    /// Responses to send on the current connection, by request id.
+    responses: BTreeMap<u64, Cached>,
+    /// Responses to send on the current connection, by request id; each id
+    /// at most once (its [`Cached::delivery`] is `Due`).
     responses_due: VecDeque<u64>,
+    /// Requests handed to the application and not answered yet, in order.
+    /// Bounded by the window even when the client acknowledges past them.
+    executing: VecDeque<u64>,
     /// Lifecycle events and requests for [`ServerSession::poll_event`].
     events: VecDeque<ServerEvent>,
 }
@@ -190,8 +194,42 @@ impl Backlog {
         self.unacked.is_empty()
             && self.responses.is_empty()
             && self.responses_due.is_empty()
+            && self.executing.is_empty()
             && self.events.is_empty()
     }
+
+    /// Takes `id` off the requests executing; whether it was there.
+    fn finish(&mut self, id: u64) -> bool {
+        match self.executing.binary_search(&id) {
+            Ok(at) => {
+                self.executing.remove(at);
+                release_if_drained(&mut self.executing);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// A response kept until the client acknowledges it.
+#[derive(Debug)]
+struct Cached {
+    result: Result<Bytes, ResponseError>,
+    delivery: Delivery,
+}
+
+/// Where a cached response stands on the current connection: it goes out
+/// at most once per connection, however often the client re-sends its
+/// request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Not sent on this connection (answered while detached, or sent on
+    /// one that is gone): a re-send of the request queues it.
+    Waiting,
+    /// In `responses_due`.
+    Due,
+    /// Sent on this connection.
+    Sent,
 }
 
 /// The server side of one session, sans IO.
@@ -603,19 +641,30 @@ impl ServerSession {
         if id > self.highest_request || id == 0 {
             return Err(RespondError::UnknownRequest(id));
         }
+        let was_executing = self.backlog.as_mut().is_some_and(|b| b.finish(id));
         if id <= self.acked_request {
+            self.tidy();
             return Ok(());
         }
-        if self.has_response(id) {
+        if !was_executing {
             return Err(RespondError::AlreadyAnswered(id));
         }
+        self.cache_response(id, result);
+        Ok(())
+    }
+
+    /// Keeps the response to `id` until acknowledged, and queues it if the
+    /// session is open.
+    fn cache_response(&mut self, id: u64, result: Result<Bytes, ResponseError>) {
         let open = self.phase == Phase::Open;
         let backlog = self.backlog_mut();
-        backlog.responses.insert(id, result);
-        if open {
+        let delivery = if open {
             backlog.responses_due.push_back(id);
-        }
-        Ok(())
+            Delivery::Due
+        } else {
+            Delivery::Waiting
+        };
+        backlog.responses.insert(id, Cached { result, delivery });
     }
 
     /// Closes the session with `code` (kick, conflict, shutdown, ...): the
@@ -711,10 +760,11 @@ impl ServerSession {
         let backlog = self.backlog.as_mut()?;
         while let Some(id) = backlog.responses_due.pop_front() {
             release_if_drained(&mut backlog.responses_due);
-            let Some(result) = backlog.responses.get(&id) else {
+            let Some(cached) = backlog.responses.get_mut(&id) else {
                 continue;
             };
-            let result = match result {
+            cached.delivery = Delivery::Sent;
+            let result = match &cached.result {
                 Ok(body) => v1::response::Result::Body(body.clone()),
                 Err(e) => v1::response::Result::Error(v1::Error {
                     code: e.code.to_wire(),
@@ -767,12 +817,6 @@ impl ServerSession {
         self.backlog_mut().events.push_back(event);
     }
 
-    fn has_response(&self, id: u64) -> bool {
-        self.backlog
-            .as_ref()
-            .is_some_and(|backlog| backlog.responses.contains_key(&id))
-    }
-
     fn queue_login_ok(&mut self, now: Instant, resumed: bool) {
         self.out.login_ok = Some(resumed);
         self.out.server_time_ms = self.server_time_ms(now);
@@ -804,6 +848,10 @@ impl ServerSession {
         }
         if let Some(backlog) = self.backlog.as_mut() {
             backlog.responses_due = VecDeque::new();
+            // The next connection gets each response again, on request.
+            for cached in backlog.responses.values_mut() {
+                cached.delivery = Delivery::Waiting;
+            }
         }
         self.tidy();
     }
@@ -937,7 +985,21 @@ impl ServerSession {
                 return self.fail(now, ProtocolError::TooManyPendingRequests { limit: window });
             }
             self.highest_request = id;
-            self.push_event(ServerEvent::Request { id, body });
+            let executing = self.backlog.as_ref().map_or(0, |b| b.executing.len());
+            if executing >= window as usize {
+                // The client acknowledged past requests that still run (it
+                // gave up on them): their slots stay taken until they end,
+                // so this one fails at once instead of running.
+                let busy = ResponseError {
+                    code: ErrorCode::Unavailable,
+                    message: format!("{executing} requests of this session are still executing"),
+                };
+                self.cache_response(id, Err(busy));
+                return Ok(());
+            }
+            let backlog = self.backlog_mut();
+            backlog.executing.push_back(id);
+            backlog.events.push_back(ServerEvent::Request { id, body });
         } else if id > self.highest_request || id == 0 {
             return self.fail(
                 now,
@@ -946,9 +1008,15 @@ impl ServerSession {
                     expected: self.highest_request.saturating_add(1),
                 },
             );
-        } else if self.has_response(id) {
-            // A re-send (after a resume) of a request already answered.
-            self.backlog_mut().responses_due.push_back(id);
+        } else if let Some(backlog) = self.backlog.as_mut() {
+            // A re-send (after a resume) of a request already answered gets
+            // the cached response, once per connection.
+            if let Some(cached) = backlog.responses.get_mut(&id)
+                && cached.delivery == Delivery::Waiting
+            {
+                cached.delivery = Delivery::Due;
+                backlog.responses_due.push_back(id);
+            }
         }
         // Otherwise: acknowledged already, or still executing; its response
         // goes out when ready.
@@ -992,7 +1060,18 @@ impl ServerSession {
         self.tidy();
     }
 
-    fn check_request_ack(&mut self, _now: Instant, ack: u64) -> Result<(), ProtocolError> {
+    fn check_request_ack(&mut self, now: Instant, ack: u64) -> Result<(), ProtocolError> {
+        if ack == u64::MAX {
+            // No request could follow: every id would be taken.
+            return self.fail(
+                now,
+                ProtocolError::AckOutOfRange {
+                    what: "request",
+                    ack,
+                    last: self.highest_request,
+                },
+            );
+        }
         if ack > self.highest_request {
             // The client gave up on requests this session never received
             // (lost with a connection, then timed out): they are finished on

@@ -408,3 +408,127 @@ fn a_frame_flood_is_a_policy_violation_and_a_steady_client_is_not() {
         CloseCode::PolicyViolation
     );
 }
+
+fn request(id: u64, ack_request_id: u64) -> Bytes {
+    client_frame(v1::client_frame::Kind::Request(v1::Request {
+        request_id: id,
+        body: Bytes::new(),
+        ack_request_id,
+    }))
+}
+
+/// The responses `session` sends now, by request id.
+fn responses_out(session: &mut ServerSession) -> Vec<(u64, Option<v1::response::Result>)> {
+    let mut out = BytesMut::new();
+    let mut got = Vec::new();
+    while let Some(Transmit::Frame) = session.poll_transmit(&mut out, Framing::Bare) {
+        if let Some(v1::server_frame::Kind::Response(r)) =
+            v1::ServerFrame::decode(out.split().freeze()).unwrap().kind
+        {
+            got.push((r.request_id, r.result));
+        }
+    }
+    got
+}
+
+/// A client that acknowledges responses it never got (as one that gave up
+/// on its requests does) cannot have more than the window executing: the
+/// requests past it fail at once with `UNAVAILABLE`, and the session goes
+/// on.
+#[test]
+fn acknowledging_unanswered_requests_does_not_widen_the_window() {
+    let mut world = World::new(ServerConfig {
+        max_pending_requests: 4,
+        ..ServerConfig::default()
+    });
+    world.echo = false;
+    let c = world.online("alice", "web");
+    let slot = world.slot_of(c);
+    let now = world.now;
+    let session = &mut world.slots[slot].session;
+    for id in 1..=20 {
+        session.handle_frame(now, request(id, id - 1)).unwrap();
+    }
+    let handed: Vec<u64> = std::iter::from_fn(|| session.poll_event())
+        .filter_map(|e| match e {
+            session_core::ServerEvent::Request { id, .. } => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(handed, [1, 2, 3, 4]);
+    // Each refused request got its answer; all but the last were
+    // acknowledged by the next request before they went out.
+    let unavailable = Some(v1::response::Result::Error(v1::Error {
+        code: session_core::ErrorCode::Unavailable.to_wire(),
+        message: "4 requests of this session are still executing".into(),
+    }));
+    assert_eq!(responses_out(session), [(20, unavailable)]);
+    assert_eq!(session.state(), ServerState::Open);
+
+    // One ends (its answer is dropped: the client gave up on it), and the
+    // next request runs.
+    session.respond(2, Ok(Bytes::from_static(b"late"))).unwrap();
+    session.handle_frame(now, request(21, 20)).unwrap();
+    assert!(matches!(
+        session.poll_event(),
+        Some(session_core::ServerEvent::Request { id: 21, .. })
+    ));
+    assert_eq!(responses_out(session), []);
+}
+
+/// A request re-sent over and over on the same connection gets its cached
+/// response once: the re-sends cannot pile up output. A new connection
+/// (after a resume) gets it once more.
+#[test]
+fn a_resent_request_is_answered_once_per_connection() {
+    let mut world = World::standard();
+    let c = world.add_client();
+    world.connect(c);
+    world.login(c, "alice", "web");
+    let slot = world.slot_of(c);
+    let token = world.clients[c].last_token.clone().unwrap();
+    let now = world.now;
+    let session = &mut world.slots[slot].session;
+    session.handle_frame(now, request(1, 0)).unwrap();
+    session
+        .respond(1, Ok(Bytes::from_static(b"answer")))
+        .unwrap();
+    let answer = Some(v1::response::Result::Body(Bytes::from_static(b"answer")));
+    assert_eq!(responses_out(session), [(1, answer.clone())]);
+    for _ in 0..10_000 {
+        session.handle_frame(now, request(1, 0)).unwrap();
+    }
+    assert_eq!(responses_out(session), []);
+
+    session.handle_disconnect(now);
+    let resume = session_core::ResumeRequest {
+        session_id: session.session_id().unwrap(),
+        resume_token: token,
+        last_event_seq: 0,
+    };
+    session
+        .resume(now, &resume, &mut session_core::SplitMix64::new(1))
+        .unwrap();
+    for _ in 0..3 {
+        session.handle_frame(now, request(1, 0)).unwrap();
+    }
+    assert_eq!(responses_out(session), [(1, answer)]);
+}
+
+#[test]
+fn acknowledging_the_last_possible_request_id_is_a_protocol_error() {
+    let ack = client_frame(v1::client_frame::Kind::Ack(v1::Ack {
+        event_seq: 0,
+        ack_request_id: u64::MAX,
+    }));
+    let (error, code) = close_code_for(true, ack);
+    assert!(matches!(
+        error,
+        ProtocolError::AckOutOfRange {
+            what: "request",
+            ack: u64::MAX,
+            ..
+        }
+    ));
+    assert_eq!(code, CloseCode::ProtocolError);
+}
