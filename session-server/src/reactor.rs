@@ -221,6 +221,10 @@ struct Busy {
     ws_message: Option<BytesMut>,
     /// Output the socket has not taken yet.
     write: BytesMut,
+    /// The pong owed to the peer's latest ping, held while `write` is not
+    /// out yet: however many pings arrive meanwhile, one pong waits
+    /// (RFC 6455, 5.5.3, lets a pong answer only the most recent ping).
+    pong: Option<BytesMut>,
     /// The session wants the connection closed once `write` is out.
     closing: bool,
     /// When `write` became non-empty: the write deadline counts from here.
@@ -241,6 +245,7 @@ impl Conn {
             busy.read.is_empty()
                 && busy.ws_message.is_none()
                 && busy.write.is_empty()
+                && busy.pong.is_none()
                 && !busy.closing
                 && busy.write_since.is_none()
                 && busy.linger_until.is_none()
@@ -572,6 +577,8 @@ impl Reactor {
                 match ws_frames::decode_client_frame(&mut data, &mut partial, max) {
                     Ok(Some(WsIncoming::Message(frame))) => frames.push(frame),
                     Ok(Some(WsIncoming::Ping(payload))) => {
+                        // Only the latest ping is answered.
+                        control.clear();
                         ws_frames::encode_pong(&payload, &mut control);
                     }
                     Ok(Some(WsIncoming::Pong)) => {}
@@ -654,10 +661,10 @@ impl Reactor {
             return self.lost(slot);
         }
         if !control.is_empty() {
-            // Pongs go out ahead of the session's next frames.
+            // The pong goes out ahead of the session's next frames.
             let conn = self.conn(slot);
             if conn.has_output() {
-                conn.busy().write.extend_from_slice(&control);
+                conn.busy().pong = Some(control);
             } else {
                 let busy = conn.busy();
                 busy.write = control;
@@ -746,18 +753,25 @@ impl Reactor {
         let Some(busy) = conn.busy.as_mut() else {
             return Outcome::Keep;
         };
-        while !busy.write.is_empty() {
-            match conn.stream.write(&busy.write) {
-                Ok(0) => return self.lost(slot),
-                Ok(n) => busy.write.advance(n),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    return self.want_write(slot, true);
+        loop {
+            while !busy.write.is_empty() {
+                match conn.stream.write(&busy.write) {
+                    Ok(0) => return self.lost(slot),
+                    Ok(n) => busy.write.advance(n),
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        return self.want_write(slot, true);
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) => {
+                        debug!(session = %conn.cell.info.id, %error, "write failed");
+                        return self.lost(slot);
+                    }
                 }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => {
-                    debug!(session = %conn.cell.info.id, %error, "write failed");
-                    return self.lost(slot);
-                }
+            }
+            // A pong owed while the output waited goes out next.
+            match busy.pong.take() {
+                Some(pong) => busy.write = pong,
+                None => break,
             }
         }
         busy.write = BytesMut::new();

@@ -125,7 +125,11 @@ mod raw_ws {
     use tokio::net::TcpStream;
 
     pub(crate) async fn upgrade(addr: std::net::SocketAddr) -> TcpStream {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
+        upgrade_on(TcpStream::connect(addr).await.unwrap(), addr).await
+    }
+
+    /// The WebSocket upgrade on a connected `stream`.
+    pub(crate) async fn upgrade_on(mut stream: TcpStream, addr: std::net::SocketAddr) -> TcpStream {
         let request = format!(
             "GET /session HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
@@ -387,4 +391,87 @@ async fn a_crowd_vanishing_at_once_reaches_the_backend_whole() {
     }
     assert_eq!(detached, CROWD);
     assert_eq!(last.len(), CROWD);
+}
+
+/// A client that floods pings while the server's output to it waits (it
+/// does not read) costs the server one owed pong, not one per ping: the
+/// pong answers the latest ping once the output has gone out.
+#[tokio::test]
+async fn pings_while_output_waits_are_answered_by_one_pong() {
+    use std::time::Instant;
+
+    use session_core::{ClientConfig, ClientSession};
+    use tokio::io::AsyncWriteExt;
+
+    const EVENTS: usize = 96;
+    const EVENT_LEN: usize = 256 * 1024;
+    const PINGS: usize = 20_000;
+    let mut options = options(2);
+    options.core.max_unacked_bytes = u32::MAX;
+    let server = start(options, Recorder::default()).await;
+    let addr = server.local_addr("ws").unwrap();
+    // A small receive buffer, so that the events below wait on the
+    // server's side.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let mut stream = raw_ws::upgrade_on(stream, addr).await;
+    let mut session = ClientSession::new(ClientConfig {
+        requested_heartbeat: Some(Duration::from_secs(60)),
+        ..ClientConfig::default()
+    });
+    session.handle_connected(Instant::now());
+    session
+        .login(Instant::now(), credentials("load-1"))
+        .unwrap();
+    stream
+        .write_all(&raw_ws::frames_of(&mut session))
+        .await
+        .unwrap();
+    raw_ws::until(&mut stream, &mut session, |s| {
+        s.state() == ClientState::Online
+    })
+    .await;
+    let id = session.session_id().unwrap();
+    for _ in 0..EVENTS {
+        let body = bytes::Bytes::from(vec![7u8; EVENT_LEN]);
+        server.handle().publish(id, body).unwrap();
+    }
+    let mut pings = Vec::with_capacity(PINGS * 110);
+    for i in 0..PINGS {
+        pings.extend(raw_ws::frame(0x9, format!("ping {i:05}").as_bytes()));
+    }
+    stream.write_all(&pings).await.unwrap();
+    // Now read everything, then one last ping marks the end.
+    let (mut events, mut pongs) = (0, Vec::new());
+    while events < EVENTS {
+        match raw_ws::next(&mut stream).await {
+            (0x2, payload) => {
+                session.handle_frame(Instant::now(), payload).unwrap();
+                events += std::iter::from_fn(|| session.poll_event())
+                    .filter(|e| matches!(e, ClientEvent::Message { .. }))
+                    .count();
+            }
+            (0xa, payload) => pongs.push(payload),
+            (opcode, _) => panic!("opcode {opcode} after {events} events"),
+        }
+    }
+    stream
+        .write_all(&raw_ws::frame(0x9, b"last"))
+        .await
+        .unwrap();
+    loop {
+        let (opcode, payload) = raw_ws::next(&mut stream).await;
+        if opcode == 0xa && payload == "last" {
+            break;
+        }
+        assert_eq!(opcode, 0xa, "only pongs are left");
+        pongs.push(payload);
+    }
+    // A pong may go out at once for the latest ping of a read that found
+    // no output waiting; the rest wait as one, for the very last ping.
+    let last = format!("ping {:05}", PINGS - 1);
+    assert_eq!(pongs.last().map(|p| &p[..]), Some(last.as_bytes()));
+    assert!(pongs.len() <= PINGS / 100, "{} pongs", pongs.len());
+    common::close_and_shut_down(server, stream).await;
 }
