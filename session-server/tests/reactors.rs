@@ -148,11 +148,16 @@ mod raw_ws {
         stream
     }
 
-    /// A masked client frame.
+    /// A masked client frame that ends its message.
     pub(crate) fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        fragment(true, opcode, payload)
+    }
+
+    /// A masked client frame, with FIN as given.
+    pub(crate) fn fragment(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
         assert!(payload.len() < 126);
         let key = [1, 2, 3, 4];
-        let mut out = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+        let mut out = vec![(u8::from(fin) << 7) | opcode, 0x80 | payload.len() as u8];
         out.extend_from_slice(&key);
         out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
         out
@@ -275,6 +280,60 @@ async fn websocket_pings_are_answered_and_frames_behind_the_login_are_kept() {
             }
         }
         assert_eq!(server.handle().session_count(), 2);
+    }
+}
+
+/// A message may begin with an empty frame that does not end it (RFC 6455
+/// sets no lower bound on a fragment). Sent right behind the login, that
+/// leaves a message in progress in tungstenite, so the connection stays with
+/// it rather than going to a reactor, and the message's last fragment, sent
+/// after the login's answer, completes the message on either path.
+#[tokio::test]
+async fn a_message_begun_by_an_empty_fragment_behind_the_login_is_completed() {
+    use std::time::Instant;
+
+    use bytes::BytesMut;
+    use session_core::{ClientConfig, ClientSession, Framing, Transmit};
+    use tokio::io::AsyncWriteExt;
+
+    for threads in [0, 2] {
+        let server = start(options(threads), Recorder::default()).await;
+        let addr = server.local_addr("ws").unwrap();
+        let mut stream = raw_ws::upgrade(addr).await;
+        let mut session = ClientSession::new(ClientConfig::default());
+        session.handle_connected(Instant::now());
+        session
+            .login(Instant::now(), credentials("load-1"))
+            .unwrap();
+        let mut wire = raw_ws::frames_of(&mut session);
+        wire.extend(raw_ws::fragment(false, 0x2, b""));
+        stream.write_all(&wire).await.unwrap();
+        raw_ws::until(&mut stream, &mut session, |s| {
+            s.state() == ClientState::Online
+        })
+        .await;
+
+        // The request goes as the message's final continuation frame.
+        let id = session.request(Instant::now(), "echo me".into()).unwrap();
+        let mut request = BytesMut::new();
+        let Some(Transmit::Frame) = session.poll_transmit(&mut request, Framing::Bare) else {
+            panic!("a request frame");
+        };
+        stream
+            .write_all(&raw_ws::fragment(true, 0x0, &request))
+            .await
+            .unwrap();
+        raw_ws::until(&mut stream, &mut session, |s| s.pending_requests() == 0).await;
+        let events: Vec<ClientEvent> = std::iter::from_fn(|| session.poll_event()).collect();
+        assert!(
+            events.iter().any(|event| matches!(
+                event,
+                ClientEvent::Response { id: got, result: Ok(body) } if *got == id && body == "echo me"
+            )),
+            "{threads} reactors: {events:?}"
+        );
+        assert_eq!(session.state(), ClientState::Online, "{threads} reactors");
+        common::close_and_shut_down(server, stream).await;
     }
 }
 

@@ -211,8 +211,8 @@ impl Transport {
     }
 
     /// For a WebSocket transport over plain TCP whose every message read so
-    /// far has been taken, with no control frame among them and nothing
-    /// left to write: the socket, so that a driver of its own can carry on
+    /// far has been taken, with no message begun and unfinished, no control
+    /// frame among them and nothing left to write: the socket, so that a driver of its own can carry on
     /// with the framing of [`ws_frames`](crate::ws_frames) (the upgrade is
     /// done). `None` (and the connection dropped) otherwise: check
     /// [`ws_ready_to_hand_on`](Self::ws_ready_to_hand_on) first.

@@ -355,6 +355,10 @@ pub(crate) struct WsGuard<S> {
     scan: Scan,
     /// The length of the data message in progress (over its fragments).
     message_len: u64,
+    /// Whether a data message is in progress: a data frame without FIN has
+    /// gone by, and the frame with FIN has not. Not `message_len != 0`: a
+    /// message may begin with empty fragments.
+    in_message: bool,
     /// Sticky: once a limit is broken, every read fails.
     failed: Option<GuardViolation>,
     /// Data messages whose last frame header has gone by.
@@ -388,6 +392,7 @@ impl<S> WsGuard<S> {
             max_message_len,
             scan,
             message_len: 0,
+            in_message: false,
             failed: None,
             messages_seen: 0,
             messages_taken: 0,
@@ -429,7 +434,7 @@ impl<S> WsGuard<S> {
     /// driver can take the stream from here.
     pub(crate) fn all_taken(&self) -> bool {
         matches!(self.scan, Scan::Header { have: 0, .. })
-            && self.message_len == 0
+            && !self.in_message
             && self.failed.is_none()
             && !self.control_seen
             && self.messages_seen == self.messages_taken
@@ -530,6 +535,7 @@ impl<S> WsGuard<S> {
                 max: self.max_message_len,
             });
         }
+        self.in_message = !fin;
         if fin {
             self.message_len = 0;
             self.messages_seen += 1;
@@ -735,6 +741,25 @@ mod tests {
         let mut guard = guard(16);
         guard.set_max_message_len(1 << 20);
         assert_eq!(guard.scan(&header64(true, 2, 1 << 20)), Ok(()));
+    }
+
+    #[test]
+    fn a_message_begun_by_an_empty_fragment_is_in_progress() {
+        let mut guard = guard(4096);
+        assert!(guard.all_taken());
+        assert_eq!(guard.scan(&header64(false, 2, 0)), Ok(()));
+        assert!(
+            !guard.all_taken(),
+            "tungstenite holds an incomplete message"
+        );
+        assert_eq!(guard.scan(&header64(false, 0, 0)), Ok(()));
+        assert!(!guard.all_taken(), "still incomplete");
+        let mut last = header64(true, 0, 3);
+        last.extend([1, 2, 3]);
+        assert_eq!(guard.scan(&last), Ok(()));
+        assert!(!guard.all_taken(), "complete, not yet taken");
+        guard.messages_taken += 1;
+        assert!(guard.all_taken());
     }
 
     #[test]
