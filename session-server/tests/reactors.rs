@@ -186,6 +186,38 @@ mod raw_ws {
         (first & 0x0f, payload.into())
     }
 
+    /// A connection logged in as `user`, its session online.
+    pub(crate) async fn online(
+        addr: std::net::SocketAddr,
+        user: &str,
+    ) -> (TcpStream, ClientSession) {
+        let mut stream = upgrade(addr).await;
+        let mut session = ClientSession::new(session_core::ClientConfig::default());
+        session.handle_connected(Instant::now());
+        session
+            .login(Instant::now(), super::credentials(user))
+            .unwrap();
+        stream.write_all(&frames_of(&mut session)).await.unwrap();
+        until(&mut stream, &mut session, |s| {
+            s.state() == session_core::ClientState::Online
+        })
+        .await;
+        (stream, session)
+    }
+
+    /// Reads server frames into `session` up to the server's close frame.
+    pub(crate) async fn until_close(stream: &mut TcpStream, session: &mut ClientSession) {
+        loop {
+            match next(stream).await {
+                (0x8, _) => return,
+                (0x2, payload) => {
+                    let _ = session.handle_frame(Instant::now(), payload);
+                }
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
     /// Reads server frames into `session` until `done` holds.
     pub(crate) async fn until(
         stream: &mut TcpStream,
@@ -334,6 +366,88 @@ async fn a_message_begun_by_an_empty_fragment_behind_the_login_is_completed() {
         );
         assert_eq!(session.state(), ClientState::Online, "{threads} reactors");
         common::close_and_shut_down(server, stream).await;
+    }
+}
+
+/// A close frame that RFC 6455 forbids (a 1-byte payload, a code that is
+/// not sent on the wire, a reason that is not UTF-8) is a protocol error on
+/// either path, tungstenite's (tasks) and `ws_frames` (reactors): the
+/// client gets the close signal `PROTOCOL_ERROR` naming a malformed
+/// WebSocket frame, and the session closes. A valid close frame still just
+/// ends the connection, and the session waits for a resume.
+#[tokio::test]
+async fn a_forbidden_close_frame_is_a_protocol_error_on_either_path() {
+    use session_core::CloseReason;
+    use tokio::io::AsyncWriteExt;
+
+    let forbidden: [(&str, &[u8]); 6] = [
+        ("one byte", &[0x03]),
+        ("code 999", &[0x03, 0xe7]),
+        ("code 1005", &[0x03, 0xed]),
+        ("code 2999", &[0x0b, 0xb7]),
+        ("code 5000", &[0x13, 0x88]),
+        ("reason not UTF-8", &[0x03, 0xe8, b'o', 0xff]),
+    ];
+    let valid: [(&str, &[u8]); 3] = [
+        ("empty", &[]),
+        ("code 1000", &[0x03, 0xe8, b'b', b'y', b'e']),
+        ("code 4999, reason in UTF-8", &[0x13, 0x87, 0xc3, 0xa0]),
+    ];
+    for threads in [0, 2] {
+        let recorder = Recorder::default();
+        // The raw clients send no heartbeats: a 20 s window keeps their
+        // sessions from expiring during the test.
+        let mut options = options(threads);
+        options.core.heartbeat = Duration::from_secs(10);
+        let server = start(options, recorder.clone()).await;
+        let addr = server.local_addr("ws").unwrap();
+        for (i, (what, payload)) in forbidden.into_iter().enumerate() {
+            let user = USERS[i];
+            let (mut stream, mut session) = raw_ws::online(addr, user).await;
+            stream
+                .write_all(&raw_ws::frame(0x8, payload))
+                .await
+                .unwrap();
+            raw_ws::until_close(&mut stream, &mut session).await;
+            let events: Vec<ClientEvent> = std::iter::from_fn(|| session.poll_event()).collect();
+            let closed = events.iter().any(|event| {
+                matches!(
+                    event,
+                    ClientEvent::Offline(CloseReason::Server { code: CloseCode::ProtocolError, message, .. })
+                        if message == "unexpected malformed WebSocket frame while reading messages"
+                )
+            });
+            assert!(closed, "{what}, {threads} reactors: {events:?}");
+            recorder
+                .wait_for(|seen| seen.contains(&Seen::Close(user.into(), CloseCode::ProtocolError)))
+                .await;
+        }
+        for (what, payload) in valid {
+            let (mut stream, mut session) = raw_ws::online(addr, "load-5").await;
+            let id = server.handle().user_sessions("load-5")[0].id;
+            stream
+                .write_all(&raw_ws::frame(0x8, payload))
+                .await
+                .unwrap();
+            raw_ws::until_close(&mut stream, &mut session).await;
+            let events: Vec<ClientEvent> = std::iter::from_fn(|| session.poll_event()).collect();
+            assert!(
+                !events
+                    .iter()
+                    .any(|event| matches!(event, ClientEvent::Offline(_))),
+                "{what}, {threads} reactors: {events:?}"
+            );
+            let detached = async {
+                while server.handle().state(id) != Some(ServerState::Detached) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            };
+            tokio::time::timeout(common::SOON, detached)
+                .await
+                .unwrap_or_else(|_| panic!("{what}, {threads} reactors: not detached"));
+            server.handle().kick(id, "next").unwrap();
+        }
+        server.shutdown().await;
     }
 }
 

@@ -1,6 +1,7 @@
 //! WebSocket: the upgrade on both sides, the configuration of tungstenite,
 //! and `WsGuard`, which enforces the live frame limit on frame headers
-//! before tungstenite reserves a message's buffer.
+//! before tungstenite reserves a message's buffer, and refuses close frames
+//! RFC 6455 forbids before tungstenite takes them.
 
 use std::io;
 use std::pin::Pin;
@@ -20,6 +21,7 @@ use tokio_tungstenite::tungstenite::{
 };
 
 use crate::error::is_disconnect;
+use crate::ws_frames::is_valid_close_payload;
 use crate::{TransportError, WS_SUBPROTOCOL};
 
 /// A WebSocket connection as a transport holds it.
@@ -172,6 +174,9 @@ pub(crate) fn stream_error(error: WsError) -> TransportError {
                 max: max_size,
             }
         }
+        // tungstenite checks UTF-8 in text messages and in close frames'
+        // reasons; `WsGuard` fails a close frame whose reason is not UTF-8
+        // before tungstenite has all of it, so this is a text message's.
         WsError::Utf8(_) => TransportError::text_message(),
         WsError::Protocol(WsProtocolError::ResetWithoutClosingHandshake) => {
             TransportError::PeerClosed
@@ -278,6 +283,10 @@ pub(crate) enum GuardViolation {
     /// A control frame over the 125 bytes RFC 6455 allows.
     #[error("control frame of {0} bytes (at most 125 allowed)")]
     ControlTooLarge(u64),
+    /// A close frame whose payload RFC 6455 forbids: one byte, a code that
+    /// is not sent on the wire, or a reason that is not UTF-8.
+    #[error("close frame with a payload RFC 6455 forbids")]
+    InvalidClose,
 }
 
 impl From<GuardViolation> for TransportError {
@@ -293,7 +302,7 @@ impl From<GuardViolation> for TransportError {
 const MAX_HEADER_LEN: usize = 14;
 
 /// Where the guard is in the byte stream it reads.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Scan {
     /// Server side, during the upgrade: bytes pass unchecked until
     /// [`WsGuard::start_frames`]. tungstenite refuses any byte after the
@@ -312,6 +321,53 @@ enum Scan {
     },
     /// In a frame's payload: how many bytes are left.
     Payload { left: u64 },
+    /// In a close frame's payload, which is kept to be checked whole before
+    /// tungstenite has all of it (boxed: close frames are rare, and the box
+    /// goes with the frame).
+    Close(Box<ClosePayload>),
+}
+
+/// A close frame's payload as it goes by.
+#[derive(Debug, Clone)]
+struct ClosePayload {
+    /// The frame's mask (zeros when the frame is not masked).
+    mask: [u8; 4],
+    /// The payload so far, unmasked.
+    bytes: Vec<u8>,
+    /// Its declared length (at most 125: the header was checked).
+    len: usize,
+}
+
+impl ClosePayload {
+    /// For the close frame whose complete header is `header`, declaring
+    /// `len` bytes of payload.
+    fn new(header: &[u8; MAX_HEADER_LEN], len: usize) -> Self {
+        let mut mask = [0; 4];
+        if header[1] & 0x80 != 0 {
+            let end = header_len(header[1]);
+            mask.copy_from_slice(&header[end - 4..end]);
+        }
+        Self {
+            mask,
+            bytes: Vec::with_capacity(len),
+            len,
+        }
+    }
+
+    /// Takes what `data` holds of the payload; returns how many bytes that
+    /// was.
+    fn take(&mut self, data: &[u8]) -> usize {
+        let take = (self.len - self.bytes.len()).min(data.len());
+        for &byte in &data[..take] {
+            let i = self.bytes.len();
+            self.bytes.push(byte ^ self.mask[i & 3]);
+        }
+        take
+    }
+
+    fn is_complete(&self) -> bool {
+        self.bytes.len() == self.len
+    }
 }
 
 /// Where the HTTP scan is within a line.
@@ -333,7 +389,9 @@ const NEW_HEADER: Scan = Scan::Header {
 /// A pass-through stream under tungstenite that reads every WebSocket frame
 /// header as it goes by and fails the connection when a data frame would
 /// make its message longer than the limit in force, or a control frame is
-/// longer than 125 bytes, **before** tungstenite sees the header.
+/// longer than 125 bytes, **before** tungstenite sees the header; and when
+/// a close frame's payload is one RFC 6455 forbids, before tungstenite has
+/// the whole frame.
 ///
 /// tungstenite reserves a frame's whole declared length as soon as it has
 /// parsed the header, and its limits cannot be changed on a live
@@ -343,8 +401,15 @@ const NEW_HEADER: Scan = Scan::Header {
 /// limit at that point instead, and can be changed at any time through
 /// `WebSocketStream::get_mut`.
 ///
-/// The guard skips payload bytes by counting and parses only headers, so it
-/// costs a few instructions per frame. On the server it starts checking
+/// tungstenite itself fails a close frame of one byte, or one whose reason
+/// is not UTF-8 (with the error a text message gets), but takes one whose
+/// code may not be sent for a clean close and answers it, after which the
+/// session's close signal can no longer go out. `ws_frames`, on the
+/// reactors, must judge all three alike, so the guard keeps a close frame's
+/// payload (at most 125 bytes) and checks it with `ws_frames`' rule.
+///
+/// The guard skips other payload bytes by counting and parses only headers,
+/// so it costs a few instructions per frame. On the server it starts checking
 /// frames when the upgrade is done ([`start_frames`](Self::start_frames)); on
 /// the client, right after the upgrade response, which frames may follow in
 /// the same read.
@@ -448,9 +513,9 @@ impl<S> WsGuard<S> {
         // in an earlier read).
         let mut header_start = 0;
         while at < data.len() {
-            match self.scan {
+            match &mut self.scan {
                 Scan::Upgrade => return Ok(()),
-                Scan::Http { line, seen_content } => {
+                &mut Scan::Http { line, seen_content } => {
                     let byte = data[at];
                     at += 1;
                     let (line, end) = match (byte, line) {
@@ -467,7 +532,7 @@ impl<S> WsGuard<S> {
                         self.scan = Scan::Http { line, seen_content };
                     }
                 }
-                Scan::Payload { left } => {
+                &mut Scan::Payload { left } => {
                     let take = left.min((data.len() - at) as u64);
                     // `take` is at most `data.len() - at`.
                     at += take as usize;
@@ -478,7 +543,21 @@ impl<S> WsGuard<S> {
                         self.scan = Scan::Payload { left: left - take };
                     }
                 }
-                Scan::Header {
+                Scan::Close(close) => {
+                    at += close.take(&data[at..]);
+                    if close.is_complete() {
+                        let valid = is_valid_close_payload(&close.bytes);
+                        self.scan = NEW_HEADER;
+                        if !valid {
+                            // tungstenite never gets the whole frame, so it
+                            // starts no closing handshake, and the session's
+                            // close signal can still go out.
+                            return Err((header_start, GuardViolation::InvalidClose));
+                        }
+                        header_start = at;
+                    }
+                }
+                &mut Scan::Header {
                     mut bytes,
                     mut have,
                 } => {
@@ -495,6 +574,11 @@ impl<S> WsGuard<S> {
                     if payload == 0 {
                         self.scan = NEW_HEADER;
                         header_start = at;
+                    } else if bytes[0] & 0x0f == 8 {
+                        // At most 125: `check_header` refuses longer
+                        // control frames.
+                        self.scan =
+                            Scan::Close(Box::new(ClosePayload::new(&bytes, payload as usize)));
                     } else {
                         self.scan = Scan::Payload { left: payload };
                     }
@@ -760,6 +844,81 @@ mod tests {
         assert!(!guard.all_taken(), "complete, not yet taken");
         guard.messages_taken += 1;
         assert!(guard.all_taken());
+    }
+
+    /// A masked frame (key 1, 2, 3, 4) with a 64-bit length.
+    fn masked(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut frame = header64(fin, opcode, payload.len() as u64);
+        frame.extend(
+            payload
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ (i as u8 % 4 + 1)),
+        );
+        frame
+    }
+
+    #[test]
+    fn refuses_a_forbidden_close_frame_before_tungstenite_has_it_in_any_split() {
+        for close in [
+            &[0x03][..],
+            &1005u16.to_be_bytes(),
+            &5000u16.to_be_bytes(),
+            b"\x03\xe8bye \xff",
+        ] {
+            let mut wire = masked(true, 2, b"before");
+            let keep = wire.len();
+            wire.extend(masked(true, 8, close));
+            let escaped = close.escape_ascii();
+            assert_eq!(
+                guard(4096).scan(&wire),
+                Err((keep, GuardViolation::InvalidClose)),
+                "{escaped}"
+            );
+            for chunk in 1..wire.len() {
+                let mut guard = guard(4096);
+                let mut handed_on = 0;
+                let mut pieces = wire.chunks(chunk).peekable();
+                while let Some(piece) = pieces.next() {
+                    match guard.scan(piece) {
+                        Ok(()) => handed_on += piece.len(),
+                        Err((kept, violation)) => {
+                            assert_eq!(violation, GuardViolation::InvalidClose, "{escaped}");
+                            assert!(pieces.peek().is_none(), "{escaped}: fails on its last byte");
+                            handed_on += kept;
+                        }
+                    }
+                }
+                assert!(
+                    (keep..wire.len()).contains(&handed_on),
+                    "{escaped}, chunk {chunk}: {handed_on} bytes handed on"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn passes_allowed_close_frames_in_any_split() {
+        let mut wire = masked(true, 8, b"");
+        wire.extend(masked(true, 8, b"\x03\xe8"));
+        let mut with_reason = 4000u16.to_be_bytes().to_vec();
+        with_reason.extend("caf\u{e9} \u{2713}".as_bytes());
+        wire.extend(masked(true, 8, &with_reason));
+        for chunk in 1..=wire.len() {
+            let mut guard = guard(4096);
+            for piece in wire.chunks(chunk) {
+                assert_eq!(guard.scan(piece), Ok(()), "chunk {chunk}");
+            }
+        }
+        // From a server: not masked.
+        let mut guard = WsGuard::client((), 16);
+        let mut wire = UPGRADE_END.to_vec();
+        wire.extend([0x88, 2, 0x03, 0xe8]);
+        assert_eq!(guard.scan(&wire), Ok(()));
+        assert_eq!(
+            guard.scan(&[0x88, 2, 0x03, 0xed]),
+            Err((0, GuardViolation::InvalidClose))
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! over the limit (checked on each header, before its payload is waited
 //! for or reserved), and every other violation (an unmasked frame,
 //! reserved bits or opcodes, a control frame that is long or fragmented, a
-//! continuation out of place, a 64-bit length with its top bit set).
+//! continuation out of place, a 64-bit length with its top bit set, a close
+//! frame whose payload RFC 6455 forbids: one byte, a code that is not sent
+//! on the wire, or a reason that is not UTF-8).
 
 use bytes::{Buf, Bytes, BytesMut};
 use session_core::ProtocolError;
@@ -25,7 +27,9 @@ pub enum WsIncoming {
     Ping(Bytes),
     /// A pong (nothing to do).
     Pong,
-    /// A close frame: answer with [`encode_close`] and stop reading.
+    /// A close frame with a payload RFC 6455 allows (none, or a code that
+    /// may be sent and a reason in UTF-8): answer with [`encode_close`] and
+    /// stop reading.
     Close,
 }
 
@@ -129,6 +133,7 @@ fn decode_one(
         *byte ^= mask[i & 3];
     }
     Ok(Step::Incoming(match opcode {
+        8 if !is_valid_close_payload(&payload) => return Err(MALFORMED_WEBSOCKET),
         8 => WsIncoming::Close,
         9 => WsIncoming::Ping(payload.freeze()),
         10 => WsIncoming::Pong,
@@ -148,6 +153,26 @@ fn decode_one(
             }
         },
     }))
+}
+
+/// Whether a close frame's (unmasked) payload is one RFC 6455 allows
+/// (section 5.5.1): empty, or a status code followed by a reason in UTF-8,
+/// where the code is one that may be sent (section 7.4): 1000–1003,
+/// 1007–1013 or 3000–4999, the codes tungstenite's `CloseCode::is_allowed`
+/// accepts. Anything else (one byte, 1005, 1006, 1015, a code reserved or
+/// out of range, a reason that is not UTF-8) fails the connection as a
+/// malformed WebSocket frame, here and, through `WsGuard`, before
+/// tungstenite sees the frame.
+pub(crate) fn is_valid_close_payload(payload: &[u8]) -> bool {
+    match payload {
+        [] => true,
+        [_] => false,
+        [high, low, reason @ ..] => {
+            let code = u16::from_be_bytes([*high, *low]);
+            matches!(code, 1000..=1003 | 1007..=1013 | 3000..=4999)
+                && std::str::from_utf8(reason).is_ok()
+        }
+    }
 }
 
 fn header(opcode: u8, len: usize, out: &mut BytesMut) {
@@ -187,8 +212,23 @@ pub fn encode_close(out: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
     use super::*;
+
+    /// Whether tungstenite accepts `payload` as a close frame's, as
+    /// `Frame::into_close` and `CloseCode::is_allowed` decide: the
+    /// reference the decoder must agree with.
+    fn tungstenite_accepts_close(payload: &[u8]) -> bool {
+        match payload {
+            [] => true,
+            [_] => false,
+            [high, low, reason @ ..] => {
+                CloseCode::from(u16::from_be_bytes([*high, *low])).is_allowed()
+                    && std::str::from_utf8(reason).is_ok()
+            }
+        }
+    }
 
     /// Appends a client frame's first byte, its mask bit and its payload
     /// length (the shortest encoding).
@@ -271,7 +311,7 @@ mod tests {
             frame[0] |= 0x40;
             frame
         };
-        let cases: [(&str, Vec<u8>, ProtocolError); 7] = [
+        let cases: [(&str, Vec<u8>, ProtocolError); 11] = [
             ("text", client_frame(true, 1, b"hi"), TEXT_MESSAGE),
             ("unmasked", unmasked, MALFORMED_WEBSOCKET),
             ("reserved bit", reserved_bit, MALFORMED_WEBSOCKET),
@@ -293,6 +333,26 @@ mod tests {
             (
                 "stray continuation",
                 client_frame(true, 0, b"x"),
+                MALFORMED_WEBSOCKET,
+            ),
+            (
+                "one-byte close",
+                client_frame(true, 8, &[3]),
+                MALFORMED_WEBSOCKET,
+            ),
+            (
+                "close code 1005",
+                client_frame(true, 8, &1005u16.to_be_bytes()),
+                MALFORMED_WEBSOCKET,
+            ),
+            (
+                "close code 2999",
+                client_frame(true, 8, &2999u16.to_be_bytes()),
+                MALFORMED_WEBSOCKET,
+            ),
+            (
+                "close reason not UTF-8",
+                client_frame(true, 8, &[0x03, 0xe8, b'o', 0xff]),
                 MALFORMED_WEBSOCKET,
             ),
         ];
@@ -328,6 +388,36 @@ mod tests {
                 max: 1000
             }
         );
+    }
+
+    #[test]
+    fn close_payloads_are_judged_as_tungstenite_judges_them() {
+        for code in 0..=u16::MAX {
+            let payload = code.to_be_bytes();
+            assert_eq!(
+                is_valid_close_payload(&payload),
+                tungstenite_accepts_close(&payload),
+                "code {code}"
+            );
+        }
+        for payload in [
+            &b""[..],
+            b"\x03",
+            b"\x03\xe8bye",
+            b"\x03\xe8caf\xc3\xa9",
+            b"\x03\xe8caf\xc3",
+            b"\x03\xe8\xed\xa0\x80",
+            b"\x0f\xa0\xff",
+        ] {
+            assert_eq!(
+                is_valid_close_payload(payload),
+                tungstenite_accepts_close(payload),
+                "{}",
+                payload.escape_ascii()
+            );
+        }
+        assert!(is_valid_close_payload(b"\x03\xe8caf\xc3\xa9"));
+        assert!(!is_valid_close_payload(b"\x03\xe8caf\xc3"));
     }
 
     #[test]
@@ -412,6 +502,9 @@ mod tests {
             let len = spec.payload.len();
             match spec.kind {
                 Kind::Ping | Kind::Pong | Kind::Close if !spec.fin || len > 125 => {
+                    return (got, Some(MALFORMED_WEBSOCKET));
+                }
+                Kind::Close if !tungstenite_accepts_close(&spec.payload) => {
                     return (got, Some(MALFORMED_WEBSOCKET));
                 }
                 Kind::Ping => got.push(WsIncoming::Ping(Bytes::from(spec.payload.clone()))),
@@ -500,6 +593,20 @@ mod tests {
                 4 => prop::sample::select(&[125usize, 126, 127, 0xffff, 0x10000][..])
                     .prop_map(|len| vec![0x5a; len]),
                 1 => prop::collection::vec(any::<u8>(), 120..70_000),
+                // A close frame's payload: a code allowed or not, and a
+                // reason in UTF-8 (at most 30 characters, 120 bytes).
+                3 => (
+                    prop::sample::select(
+                        &[0u16, 999, 1000, 1003, 1004, 1005, 1006, 1011, 1013, 1014,
+                          1015, 1016, 2999, 3000, 4999, 5000][..],
+                    ),
+                    prop::collection::vec(any::<char>(), 0..30),
+                )
+                    .prop_map(|(code, reason)| {
+                        let mut payload = code.to_be_bytes().to_vec();
+                        payload.extend(reason.into_iter().collect::<String>().bytes());
+                        payload
+                    }),
             ],
             prop::bool::weighted(0.97),
             prop::bool::weighted(0.03),

@@ -224,6 +224,60 @@ async fn unmasked_client_frame_is_a_websocket_violation() {
     assert_eq!(error.close_code(), Some(CloseCode::ProtocolError));
 }
 
+/// A close frame RFC 6455 forbids is a WebSocket violation, not a clean
+/// end, and the close signal still goes out: with one byte of payload, a
+/// code that is not sent on the wire, or a reason that is not UTF-8 (which
+/// is not a text message). Allowed close frames still end the stream.
+#[tokio::test]
+async fn a_forbidden_close_frame_is_a_websocket_violation() {
+    let mut server = server(TransportKind::Ws).await;
+    for close in [&b""[..], b"\x03\xe8bye", b"\x0f\x9f"] {
+        let mut peer = raw_upgrade(server.addr).await;
+        peer.write_all(&ws_frame(true, 8, close.len() as u64, close, true))
+            .await
+            .expect("write");
+        let received = read_to_close(&mut peer).await;
+        assert_eq!(
+            received.first(),
+            Some(&0x88),
+            "{}: a close frame",
+            close.escape_ascii()
+        );
+    }
+    for close in [
+        &b"\x03"[..],
+        b"\x03\xed",
+        b"\x03\xee",
+        b"\x0b\xb7",
+        b"\x13\x88",
+        b"\x03\xe8bye \xff",
+    ] {
+        let what = close.escape_ascii();
+        let mut peer = raw_upgrade(server.addr).await;
+        peer.write_all(&ws_frame(true, 8, close.len() as u64, close, true))
+            .await
+            .expect("write");
+        let error = expect_stream_error(server.next_failure().await);
+        assert!(
+            matches!(error, TransportError::WebSocketViolation(_)),
+            "{what}: {error}"
+        );
+        assert_eq!(
+            error.protocol_error(),
+            Some(ProtocolError::UnexpectedFrame {
+                frame: "malformed WebSocket",
+                state: "reading messages"
+            }),
+            "{what}"
+        );
+        let received = read_to_close(&mut peer).await;
+        assert!(
+            received.starts_with(&ws_close_signal()),
+            "{what}: {received:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn garbage_instead_of_an_upgrade_request_fails_the_handshake() {
     let mut server = server(TransportKind::Ws).await;
