@@ -78,14 +78,18 @@ pub struct OnlineInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LoginFailure {
-    /// The server refused the login.
+    /// The server refused the login. For a resume, only with a code that
+    /// [`may_retry`](RejectCode::may_retry) (rate limited, busy, failed):
+    /// the session stays suspended. Any other refusal of a resume ends the
+    /// session with `Offline(ResumeRejected)`.
     Rejected {
         /// Why.
         code: RejectCode,
         /// The server's detail.
         message: String,
     },
-    /// The server closed the connection before answering.
+    /// The server closed the connection before answering (for a resume,
+    /// the session stays suspended).
     Closed(CloseReason),
     /// No answer within the login timeout.
     TimedOut,
@@ -433,10 +437,23 @@ impl ClientSession {
                 Ok(())
             }
             (Phase::Resuming, server_frame::Kind::LoginRejected(rejected)) => {
-                self.end(CloseReason::ResumeRejected {
-                    code: RejectCode::from_wire(rejected.code),
-                    message: rejected.message,
-                });
+                let code = RejectCode::from_wire(rejected.code);
+                let message = rejected.message;
+                if code.may_retry() {
+                    // Refused for now (rate limited, busy, failed), not
+                    // because the session is gone: the server may still
+                    // hold it, so it stays suspended until a retry or our
+                    // own expiry.
+                    self.timers.stop(Timer::Login);
+                    self.phase = Phase::Suspended;
+                    self.events
+                        .push_back(ClientEvent::LoginFailed(LoginFailure::Rejected {
+                            code,
+                            message,
+                        }));
+                } else {
+                    self.end(CloseReason::ResumeRejected { code, message });
+                }
                 self.close_connection(DisconnectReason::Closed);
                 Ok(())
             }

@@ -1,5 +1,6 @@
 //! Disconnect then resume: every missed event replayed once and in order;
-//! resume after expiry, with a wrong token, or twice, is refused.
+//! resume after expiry, with a wrong token, or twice, is refused. A resume
+//! refused for now (rate limited, busy) leaves the session suspended.
 
 mod common;
 
@@ -337,4 +338,97 @@ fn a_close_signal_before_the_resume_answer_leaves_the_session_suspended() {
     world.clients[c].session.handle_disconnect(now);
     world.reconnect_and_resume(c);
     assert_eq!(world.clients[c].session.state(), ClientState::Online);
+}
+
+#[test]
+fn a_resume_refused_for_now_leaves_the_session_suspended() {
+    for code in [
+        RejectCode::RateLimited,
+        RejectCode::ServerBusy,
+        RejectCode::InternalError,
+        RejectCode::Unspecified,
+    ] {
+        let mut world = World::standard();
+        let c = world.online("alice", "web");
+        let slot = world.slot_of(c);
+        world.publish(c, "e1");
+        world.reset(c);
+        let waiting = world.request(c, "while away");
+
+        // The server still holds the session, but refuses the resume: the
+        // address spent its failed-login budget, say.
+        world.refuse_resumes = Some(code);
+        world.reconnect_and_resume(c);
+        assert_eq!(
+            world.clients[c].session.state(),
+            ClientState::Suspended,
+            "{code:?}"
+        );
+        assert!(world.offline_reasons(c).is_empty(), "{code:?}");
+        assert!(
+            world.lifecycle(c).contains(&ClientEvent::LoginFailed(
+                session_core::LoginFailure::Rejected {
+                    code,
+                    message: "try again later".into(),
+                }
+            )),
+            "{code:?}: {:?}",
+            world.lifecycle(c)
+        );
+        // The refusal closed that connection; the request still waits.
+        assert!(world.clients[c].link.is_none(), "{code:?}");
+        assert_eq!(world.clients[c].session.pending_requests(), 1);
+        assert_eq!(world.slots[slot].session.state(), ServerState::Detached);
+
+        // Later the server takes the resume: nothing was lost.
+        world.publish(c, "e2");
+        world.refuse_resumes = None;
+        world.reconnect_and_resume(c);
+        assert_eq!(world.clients[c].session.state(), ClientState::Online);
+        assert_eq!(bodies(&world, c), ["e1", "e2"], "{code:?}");
+        assert!(matches!(
+            world.responses(c).as_slice(),
+            [(id, Ok(body))] if *id == waiting && body.as_ref() == b"while away"
+        ));
+        assert!(world.offline_reasons(c).is_empty(), "{code:?}");
+    }
+}
+
+#[test]
+fn only_a_resume_refused_for_good_ends_the_session() {
+    let mut world = World::standard();
+    let c = world.online("alice", "web");
+    world.reset(c);
+    world.refuse_resumes = Some(RejectCode::ServerBusy);
+    world.reconnect_and_resume(c);
+    assert_eq!(world.clients[c].session.state(), ClientState::Suspended);
+    // A code that retrying cannot change ends it, as SESSION_NOT_FOUND does.
+    world.refuse_resumes = Some(RejectCode::BadCredentials);
+    world.reconnect_and_resume(c);
+    assert_eq!(world.clients[c].session.state(), ClientState::Closed);
+    assert_eq!(
+        world.offline_reasons(c),
+        [CloseReason::ResumeRejected {
+            code: RejectCode::BadCredentials,
+            message: "try again later".into(),
+        }]
+    );
+}
+
+#[test]
+fn refusals_for_now_do_not_outlast_the_clients_own_expiry() {
+    let mut world = World::standard();
+    let c = world.online("alice", "web");
+    world.reset(c);
+    world.refuse_resumes = Some(RejectCode::RateLimited);
+    // Refused every 10 s: still suspended until the window passes (90 s
+    // after the last heartbeat, as without the refusals), then over.
+    for _ in 0..8 {
+        world.run_for(Duration::from_secs(10));
+        world.reconnect_and_resume(c);
+        assert_eq!(world.clients[c].session.state(), ClientState::Suspended);
+    }
+    world.run_for(Duration::from_secs(10));
+    assert_eq!(world.offline_reasons(c), [CloseReason::Expired]);
+    assert_eq!(world.clients[c].session.state(), ClientState::Closed);
 }

@@ -3,8 +3,9 @@
 //!
 //! The world plays the server's driver and a small backend: it accepts logins
 //! whose credential is `secret`, applies the login-conflict rules, resolves
-//! resumes through a registry of session ids, and either echoes requests or
-//! holds them for the test to answer.
+//! resumes through a registry of session ids (or refuses them all, when a
+//! test says so), and either echoes requests or holds them for the test to
+//! answer.
 // Each test binary uses a different part of the harness, and the items are
 // `pub` for the test files, not for a published API.
 #![allow(dead_code, unreachable_pub)]
@@ -87,6 +88,10 @@ pub struct World {
     pub executions: Vec<Execution>,
     /// Every protocol error a server session reported, by slot.
     pub server_errors: Vec<(usize, session_core::ProtocolError)>,
+    /// When set, every resume is refused with this code before the
+    /// registry is asked (as a server whose failed-login budget for the
+    /// address is spent answers `RATE_LIMITED`).
+    pub refuse_resumes: Option<RejectCode>,
 }
 
 impl World {
@@ -114,6 +119,7 @@ impl World {
             held: Vec::new(),
             executions: Vec::new(),
             server_errors: Vec::new(),
+            refuse_resumes: None,
         }
     }
 
@@ -439,6 +445,13 @@ impl World {
         match event {
             ServerEvent::LoginRequested(login) => {
                 if let Some(resume) = login.resume {
+                    if let Some(code) = self.refuse_resumes {
+                        self.slots[index]
+                            .session
+                            .reject_login(code, "try again later")
+                            .expect("authenticating");
+                        return;
+                    }
                     let target = self.by_id.get(&resume.session_id).copied();
                     let result = match target {
                         Some(t) if t != index => self.slots[t]
