@@ -167,7 +167,11 @@ impl Client {
     /// requests still unanswered are sent again (and executed once).
     ///
     /// On [`ResumeError::is_retryable`] errors the session is still
-    /// suspended and a later attempt may succeed; on
+    /// suspended and a later attempt may succeed: the server could not be
+    /// reached, did not answer, closed the connection before answering
+    /// ([`ResumeError::Closed`], e.g. shutting down, with a
+    /// [`retry_after`](ResumeError::retry_after) hint), or refused for now
+    /// ([`ResumeError::Rejected`], e.g. `RATE_LIMITED`). On
     /// [`ResumeError::SessionEnded`] it is over and `on_offline` fired.
     pub async fn resume(&self) -> Result<OnlineInfo, ResumeError> {
         let status = lock(&self.inner.shared.status).clone();

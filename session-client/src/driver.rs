@@ -643,12 +643,14 @@ fn login_error(failure: LoginFailure) -> LoginError {
     }
 }
 
+/// A resume that failed this way left the session suspended: the core
+/// reports a resume that ends the session as `Offline` instead.
 fn resume_error(failure: LoginFailure) -> ResumeError {
     match failure {
         LoginFailure::TimedOut => ResumeError::TimedOut,
-        LoginFailure::Closed(reason) => ResumeError::SessionEnded(reason),
-        // ConnectionLost, and anything the core adds later (a rejected
-        // resume ends the session and comes as `Offline`).
+        LoginFailure::Closed(reason) => ResumeError::Closed(reason),
+        LoginFailure::Rejected { code, message } => ResumeError::Rejected { code, message },
+        // ConnectionLost, and anything the core adds later.
         _ => ResumeError::ConnectionLost,
     }
 }

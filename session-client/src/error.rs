@@ -1,6 +1,8 @@
 //! Errors, one type per operation: connecting, logging in, requests,
 //! logging out and resuming.
 
+use std::time::Duration;
+
 use session_core::{CloseReason, RejectCode, ResponseError};
 use session_transport::TransportError;
 
@@ -114,9 +116,30 @@ pub enum ResumeError {
     /// again.
     #[error("connection lost during the resume")]
     ConnectionLost,
+    /// The server closed the new connection before answering, with its
+    /// reason: it is shutting down, refused the connection at the door, or
+    /// saw no login in time. That is about the connection, not the
+    /// session: still suspended (no `on_offline`); try again, not before
+    /// the reason's `retry_after` if it has one
+    /// ([`retry_after`](Self::retry_after)).
+    #[error("closed before the resume was answered: {0}")]
+    Closed(CloseReason),
+    /// The server refused the resume for now, with a code that
+    /// [`may_retry`](RejectCode::may_retry) (rate limited, busy, failed):
+    /// it may still hold the session. Still suspended (no `on_offline`);
+    /// try again later. A refusal for good comes as
+    /// [`SessionEnded`](Self::SessionEnded) with
+    /// [`CloseReason::ResumeRejected`].
+    #[error("resume refused for now: {code}: {message}")]
+    Rejected {
+        /// Why.
+        code: RejectCode,
+        /// The server's detail.
+        message: String,
+    },
     /// The session is over, for this reason: the server refused the resume
-    /// (it had expired the session), the client gave up waiting, or the
-    /// session was closed. `on_offline` reported the same reason.
+    /// for good (it had expired the session), the client gave up waiting,
+    /// or the session was closed. `on_offline` reported the same reason.
     #[error("the session is over: {0}")]
     SessionEnded(CloseReason),
     /// The client's task has ended.
@@ -130,7 +153,21 @@ impl ResumeError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Connect(_) | Self::TimedOut | Self::ConnectionLost
+            Self::Connect(_)
+                | Self::TimedOut
+                | Self::ConnectionLost
+                | Self::Closed(_)
+                | Self::Rejected { .. }
         )
+    }
+
+    /// How long the server asked the client to wait before trying again,
+    /// if it did (the `retry_after` of a close signal that answered the
+    /// resume, e.g. `SERVER_SHUTDOWN` during a restart).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Closed(CloseReason::Server { retry_after, .. }) => *retry_after,
+            _ => None,
+        }
     }
 }

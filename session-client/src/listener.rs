@@ -22,7 +22,8 @@ use tokio::sync::mpsc;
 /// | connection lost | `Disconnected(Lost)` (the session is suspended, not over) |
 /// | resume | `Connected`, `Online` (with `resumed`) |
 /// | suspended past the session timeout | `Offline(Expired)` |
-/// | resume refused | `Connected`, `Offline(ResumeRejected { .. })`, `Disconnected(Closed)` |
+/// | resume refused for good (`SESSION_NOT_FOUND`, ...) | `Connected`, `Offline(ResumeRejected { .. })`, `Disconnected(Closed)` |
+/// | resume refused for now (`RATE_LIMITED`, `SERVER_BUSY`, ...), or closed before the answer (`SERVER_SHUTDOWN`, `LOGIN_TIMEOUT`, ...) | `Connected`, `Disconnected(Closed)` (still suspended) |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Lifecycle {
