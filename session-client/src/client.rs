@@ -192,7 +192,9 @@ impl Client {
 
     /// Calls [`resume`](Self::resume) until it succeeds, fails for good,
     /// or `policy` allows no more attempts, waiting between attempts as
-    /// `policy` says. Returns the last error.
+    /// `policy` says, and at least as long as the server asked (a close
+    /// signal's `retry_after`, up to the policy's `max`; see
+    /// [`RetryPolicy::delay_with_hint`]). Returns the last error.
     pub async fn resume_with_backoff(
         &self,
         policy: &RetryPolicy,
@@ -202,8 +204,9 @@ impl Client {
             attempt = attempt.saturating_add(1);
             match self.resume().await {
                 Err(error) if error.is_retryable() && policy.allows_after(attempt) => {
-                    tracing::debug!(%error, attempt, "resume failed; retrying");
-                    tokio::time::sleep(policy.delay(attempt - 1, random())).await;
+                    let wait = policy.delay_with_hint(attempt - 1, random(), error.retry_after());
+                    tracing::debug!(%error, attempt, ?wait, "resume failed; retrying");
+                    tokio::time::sleep(wait).await;
                 }
                 result => return result,
             }

@@ -9,7 +9,9 @@ use std::time::Duration;
 ///
 /// The wait before retry `n` (from 0) is
 /// `min(initial * multiplier^n, max)`, shortened by a random fraction of
-/// up to `jitter` of itself.
+/// up to `jitter` of itself. When the server asked for a wait (the
+/// `retry_after` of a close signal), the wait is at least that, up to
+/// `max` ([`delay_with_hint`](Self::delay_with_hint)).
 ///
 /// ```
 /// use std::time::Duration;
@@ -78,6 +80,24 @@ impl RetryPolicy {
         base.mul_f64(1.0 - jitter * fraction)
     }
 
+    /// The wait before retry `retry` when the server may have asked for
+    /// one: [`delay`](Self::delay), lengthened to `retry_after` if that is
+    /// longer, but never beyond `max` (a longer hint would outwait a
+    /// session that expires meanwhile, which the next attempt reports at
+    /// once).
+    pub fn delay_with_hint(
+        &self,
+        retry: u32,
+        random: u64,
+        retry_after: Option<Duration>,
+    ) -> Duration {
+        let delay = self.delay(retry, random);
+        let hint = retry_after
+            .unwrap_or_default()
+            .min(self.max.max(self.initial));
+        delay.max(hint)
+    }
+
     /// Whether attempt `attempt` (counting from 1) may be followed by
     /// another.
     pub(crate) fn allows_after(&self, attempt: u32) -> bool {
@@ -127,6 +147,35 @@ mod tests {
         }
         assert!(policy.allows_after(2));
         assert!(!policy.allows_after(3));
+    }
+
+    #[test]
+    fn the_servers_hint_lengthens_a_wait_up_to_the_maximum() {
+        let policy = RetryPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(1000),
+            multiplier: 2.0,
+            jitter: 0.5,
+            max_attempts: None,
+        };
+        let hint = |ms| Some(Duration::from_millis(ms));
+        assert_eq!(
+            policy.delay_with_hint(0, 0, None),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            policy.delay_with_hint(0, u64::MAX, hint(300)),
+            Duration::from_millis(300)
+        );
+        // A shorter hint leaves the backoff as it is.
+        assert_eq!(
+            policy.delay_with_hint(3, 0, hint(300)),
+            Duration::from_millis(800)
+        );
+        assert_eq!(
+            policy.delay_with_hint(0, 0, hint(60_000)),
+            Duration::from_millis(1000)
+        );
     }
 
     #[test]

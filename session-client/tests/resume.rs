@@ -2,8 +2,9 @@
 //! `resume` re-attaches it, every missed event arrives once and in order,
 //! requests wait and are sent after the resume, and a request re-sent
 //! after a resume is not executed twice. The opt-in backoff helper retries
-//! until the server is reachable. A resume the server refuses for now, or
-//! answers with a close signal, leaves the session suspended.
+//! until the server is reachable, and waits as long as the server asks. A
+//! resume the server refuses for now, or answers with a close signal,
+//! leaves the session suspended.
 
 mod common;
 
@@ -209,9 +210,15 @@ async fn a_resume_closed_before_the_answer_waits_for_the_servers_hint(kind: Kind
         "no on_offline: the session is not over"
     );
 
-    // Once the hint has passed, the address has a token again.
-    tokio::time::sleep(hint).await;
-    let resumed = client.resume().await.unwrap();
+    // Backoff alone would spend three attempts within 50 ms, all refused;
+    // waiting out the hint, the second attempt finds a token.
+    let policy = RetryPolicy {
+        initial: Duration::from_millis(10),
+        max: Duration::from_secs(5),
+        max_attempts: Some(3),
+        ..RetryPolicy::default()
+    };
+    let resumed = client.resume_with_backoff(&policy).await.unwrap();
     assert!(resumed.resumed);
     assert_eq!(resumed.session_id, info.session_id);
     assert_eq!(next_event(&mut events).await, (1, "while away".into()));
