@@ -382,12 +382,7 @@ impl ClientSession {
                     .push_back(ClientEvent::LoginFailed(LoginFailure::ConnectionLost));
             }
             Phase::Online => self.suspend(now),
-            Phase::Resuming => {
-                self.timers.stop(Timer::Login);
-                self.phase = Phase::Suspended;
-                self.events
-                    .push_back(ClientEvent::LoginFailed(LoginFailure::ConnectionLost));
-            }
+            Phase::Resuming => self.resume_failed(LoginFailure::ConnectionLost),
             Phase::Idle | Phase::Suspended | Phase::Closed => {}
         }
     }
@@ -444,13 +439,7 @@ impl ClientSession {
                     // because the session is gone: the server may still
                     // hold it, so it stays suspended until a retry or our
                     // own expiry.
-                    self.timers.stop(Timer::Login);
-                    self.phase = Phase::Suspended;
-                    self.events
-                        .push_back(ClientEvent::LoginFailed(LoginFailure::Rejected {
-                            code,
-                            message,
-                        }));
+                    self.resume_failed(LoginFailure::Rejected { code, message });
                 } else {
                     self.end(CloseReason::ResumeRejected { code, message });
                 }
@@ -475,10 +464,7 @@ impl ClientSession {
                     // is about this connection (refused at the door, login
                     // timeout, shutdown), not the session: a refused resume
                     // is a `LoginRejected`. The session stays suspended.
-                    self.timers.stop(Timer::Login);
-                    self.phase = Phase::Suspended;
-                    self.events
-                        .push_back(ClientEvent::LoginFailed(LoginFailure::Closed(reason)));
+                    self.resume_failed(LoginFailure::Closed(reason));
                 } else if self.phase != Phase::Idle {
                     self.end(reason);
                 }
@@ -523,9 +509,7 @@ impl ClientSession {
                     self.close_connection(DisconnectReason::Closed);
                 }
                 (Timer::Login, Phase::Resuming) => {
-                    self.phase = Phase::Suspended;
-                    self.events
-                        .push_back(ClientEvent::LoginFailed(LoginFailure::TimedOut));
+                    self.resume_failed(LoginFailure::TimedOut);
                     self.close_connection(DisconnectReason::Closed);
                 }
                 (Timer::Heartbeat, Phase::Online) => {
@@ -898,6 +882,14 @@ impl ClientSession {
             id: response.request_id,
             result,
         });
+    }
+
+    /// A resume failed without ending the session: it is Suspended again,
+    /// its expiry still running, and the attempt is reported as failed.
+    fn resume_failed(&mut self, failure: LoginFailure) {
+        self.timers.stop(Timer::Login);
+        self.phase = Phase::Suspended;
+        self.events.push_back(ClientEvent::LoginFailed(failure));
     }
 
     fn suspend(&mut self, now: Instant) {
