@@ -106,6 +106,12 @@ pub struct SessionInfo {
 /// concurrent. They run on the server's dispatcher: keep them short and
 /// spawn anything slow. Events published from `on_open` (through `server`)
 /// reach the client right after its `LoginOk`, in order.
+///
+/// A callback that panics is logged as an error and goes no further: the
+/// session's lifecycle goes on as if it had returned (lifecycle
+/// subscribers still hear of the event, `on_close` still follows
+/// `on_expire`), and the dispatcher serves its other sessions. Whatever
+/// the callback left half-done in the listener's own state stays so.
 pub trait SessionListener: Send + Sync + 'static {
     /// A session opened.
     fn on_open(&self, session: &SessionInfo, server: &ServerHandle) {
@@ -137,8 +143,9 @@ impl SessionListener for NoopListener {}
 /// (an echo, a relay) answers there, with no task; one that waits continues
 /// on a task of its own. So the future must not block before its first
 /// `.await` (move blocking work to `spawn_blocking`): it would hold up the
-/// other sessions of that reactor. A handler that panics fails its request
-/// with `INTERNAL`; the session and the server carry on.
+/// other sessions of that reactor. A handler that panics, in `handle`
+/// itself (before it returns its future) or in its future, fails its
+/// request with `INTERNAL`; the session and the server carry on.
 pub trait RequestHandler: Send + Sync + 'static {
     /// Answers `body` from `session`.
     fn handle(

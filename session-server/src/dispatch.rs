@@ -16,7 +16,7 @@ use session_core::{ErrorCode, ResponseError, ServerEvent};
 use tokio::sync::Notify;
 use tracing::{debug, error, info};
 
-use crate::api::{RequestHandler, SessionListener};
+use crate::api::{RequestHandler, SessionInfo, SessionListener};
 use crate::handle::{LifecycleEvent, LifecycleKind, ServerHandle};
 use crate::registry::{Dispatch, SessionCell, lock};
 
@@ -184,8 +184,11 @@ pub(crate) fn answer<H: RequestHandler>(
     let (handler, server) = (handler.clone(), server.clone());
     let mut answer: Waiting = Box::pin(async move {
         // A handler that panics fails its request, not the thread that
-        // polls it (a reactor, a dispatcher or a task of its own).
-        let handled = AssertUnwindSafe(handler.handle(&cell.info, body, &server))
+        // polls it (a reactor, a dispatcher or a task of its own). The call
+        // to `handle` runs inside the guard too: a handler may panic before
+        // it returns its future (synchronous code ahead of an `async`
+        // block).
+        let handled = AssertUnwindSafe(async { handler.handle(&cell.info, body, &server).await })
             .catch_unwind()
             .await;
         let result = handled.unwrap_or_else(|_| {
@@ -231,7 +234,7 @@ fn handle<L: SessionListener, H: RequestHandler>(
         }
         ServerEvent::Opened { .. } => {
             info!(session = %session.id, user = %session.user_id, device = %session.device, remote = %session.remote_addr, "session opened");
-            listener.on_open(session, server);
+            guarded("on_open", session, || listener.on_open(session, server));
             LifecycleKind::Opened
         }
         ServerEvent::Detached => {
@@ -243,12 +246,14 @@ fn handle<L: SessionListener, H: RequestHandler>(
             LifecycleKind::Resumed
         }
         ServerEvent::Expired => {
-            listener.on_expire(session);
+            guarded("on_expire", session, || listener.on_expire(session));
             LifecycleKind::Expired
         }
         ServerEvent::Closed { code, reason } => {
             info!(session = %session.id, user = %session.user_id, %code, reason = %reason, "session closed");
-            listener.on_close(session, code, &reason);
+            guarded("on_close", session, || {
+                listener.on_close(session, code, &reason);
+            });
             LifecycleKind::Closed { code, reason }
         }
         // Only a connection that has not logged in asks for a login; such
@@ -261,6 +266,16 @@ fn handle<L: SessionListener, H: RequestHandler>(
         session: session.clone(),
         kind,
     });
+}
+
+/// Runs the listener's `callback` for `session`. A panic in it is logged
+/// and goes no further: the dispatcher serves its other sessions, and this
+/// session's lifecycle goes on as if the callback had returned (its
+/// subscribers hear of the event, `on_close` follows `on_expire`).
+fn guarded(callback: &'static str, session: &SessionInfo, run: impl FnOnce()) {
+    if std::panic::catch_unwind(AssertUnwindSafe(run)).is_err() {
+        error!(session = %session.id, callback, "the session listener panicked");
+    }
 }
 
 #[cfg(test)]
