@@ -11,7 +11,9 @@ use session_core::{CloseCode, ErrorCode, RejectCode, ResponseError, SessionId};
 
 use crate::handle::ServerHandle;
 
-/// A login to decide, as the authenticator sees it.
+/// A login to decide, as the authenticator sees it. Its strings are the
+/// client's own text, up to the frame limit before login (4 KiB by
+/// default), newlines and all: bound and escape them before logging them.
 #[derive(Clone)]
 pub struct LoginAttempt {
     /// The user the client claims to be.
@@ -85,7 +87,10 @@ impl Authenticator for DenyAll {
     }
 }
 
-/// An open session, as the backend sees it.
+/// An open session, as the backend sees it. The user id (unless the
+/// authenticator replaced it) and the device are the client's own text:
+/// bound and escape them before logging them, as the server's own log
+/// lines do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
     /// The session's id, stable across resumes.
@@ -122,7 +127,8 @@ pub trait SessionListener: Send + Sync + 'static {
     fn on_expire(&self, session: &SessionInfo) {
         let _ = session;
     }
-    /// The session is over.
+    /// The session is over. After a logout, `reason` is the client's own
+    /// text, up to a frame long (`max_frame_len`, 1 MiB by default).
     fn on_close(&self, session: &SessionInfo, code: CloseCode, reason: &str) {
         let _ = (session, code, reason);
     }

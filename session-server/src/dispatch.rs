@@ -3,6 +3,7 @@
 //! A reactor answers some requests itself (see [`Shard::push`]).
 
 use std::cell::{Cell, RefCell};
+use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -233,7 +234,7 @@ fn handle<L: SessionListener, H: RequestHandler>(
             return;
         }
         ServerEvent::Opened { .. } => {
-            info!(session = %session.id, user = %session.user_id, device = %session.device, remote = %session.remote_addr, "session opened");
+            info!(session = %session.id, user = %PeerText(&session.user_id), device = %PeerText(&session.device), remote = %session.remote_addr, "session opened");
             guarded("on_open", session, || listener.on_open(session, server));
             LifecycleKind::Opened
         }
@@ -250,7 +251,8 @@ fn handle<L: SessionListener, H: RequestHandler>(
             LifecycleKind::Expired
         }
         ServerEvent::Closed { code, reason } => {
-            info!(session = %session.id, user = %session.user_id, %code, reason = %reason, "session closed");
+            // A logout's reason is the client's, up to a frame long.
+            info!(session = %session.id, user = %PeerText(&session.user_id), %code, reason = %PeerText(&reason), "session closed");
             guarded("on_close", session, || {
                 listener.on_close(session, code, &reason);
             });
@@ -266,6 +268,26 @@ fn handle<L: SessionListener, H: RequestHandler>(
         session: session.clone(),
         kind,
     });
+}
+
+/// The most characters of a peer's string that go into a log line.
+const LOGGED_CHARS: usize = 128;
+
+/// A string a peer chose (a user id, a device name, a logout's reason), as
+/// it goes into a log line: its first [`LOGGED_CHARS`] characters, escaped
+/// as `Debug` escapes a string and in quotes, then, if it was longer, its
+/// length in bytes. So a peer can neither flood the log (a reason may be
+/// as long as a frame, 1 MiB) nor forge lines or terminal colours in it (a
+/// newline shows as `\n`, an escape character as `\u{1b}`).
+pub(crate) struct PeerText<'a>(pub(crate) &'a str);
+
+impl fmt::Display for PeerText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(LOGGED_CHARS) {
+            None => write!(f, "{:?}", self.0),
+            Some((cut, _)) => write!(f, "{:?}... ({} bytes)", &self.0[..cut], self.0.len()),
+        }
+    }
 }
 
 /// Runs the listener's `callback` for `session`. A panic in it is logged
@@ -287,7 +309,7 @@ mod tests {
 
     use session_core::ServerEvent;
 
-    use super::{Shard, defer_wakeups, flush_wakeups, take_inline};
+    use super::{LOGGED_CHARS, PeerText, Shard, defer_wakeups, flush_wakeups, take_inline};
     use crate::registry::{Dispatch, SessionCell};
 
     fn event(urgent: bool) -> Dispatch {
@@ -411,5 +433,50 @@ mod tests {
         flush_wakeups(&shards);
         assert!(!woken(&shards[0]));
         assert_eq!(queued(&shards[0]), 2);
+    }
+
+    #[test]
+    fn a_peers_short_string_is_logged_whole_in_quotes() {
+        assert_eq!(PeerText("alice").to_string(), r#""alice""#);
+        assert_eq!(PeerText("").to_string(), r#""""#);
+        let exact = "é".repeat(LOGGED_CHARS);
+        assert_eq!(PeerText(&exact).to_string(), format!("{exact:?}"));
+    }
+
+    #[test]
+    fn a_peers_string_cannot_forge_log_lines_or_colours() {
+        let forged = "bye\n2026-01-01T00:00:00Z  INFO session closed\r\u{1b}[31mred\u{202e}";
+        let logged = PeerText(forged).to_string();
+        assert_eq!(
+            logged,
+            r#""bye\n2026-01-01T00:00:00Z  INFO session closed\r\u{1b}[31mred\u{202e}""#
+        );
+        assert!(!logged.contains(['\n', '\r', '\u{1b}', '\u{202e}']));
+    }
+
+    #[test]
+    fn a_peers_long_string_is_cut_with_its_length_noted() {
+        let reason = "x".repeat(1 << 20);
+        assert_eq!(
+            PeerText(&reason).to_string(),
+            format!("\"{}\"... (1048576 bytes)", "x".repeat(LOGGED_CHARS))
+        );
+        // Cut on a character boundary: 129 two-byte characters.
+        let accented = "é".repeat(LOGGED_CHARS + 1);
+        assert_eq!(
+            PeerText(&accented).to_string(),
+            format!("\"{}\"... (258 bytes)", "é".repeat(LOGGED_CHARS))
+        );
+        // However it escapes, a frame's worth stays a few lines' worth.
+        for c in ['\0', '\u{7f}', '\u{10ffff}', '"'] {
+            let text = c.to_string().repeat(1 << 20);
+            let logged = PeerText(&text).to_string();
+            assert!(
+                logged.len() <= LOGGED_CHARS * 10 + 32,
+                "{c:?}: {}",
+                logged.len()
+            );
+            assert!(logged.ends_with(&format!("... ({} bytes)", text.len())));
+        }
     }
 }
