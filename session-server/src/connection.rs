@@ -16,6 +16,7 @@ use session_transport::{Transport, TransportKind};
 use tracing::{debug, warn};
 
 use crate::api::{Authenticator, LoginAttempt, SessionInfo};
+use crate::dispatch::PeerText;
 use crate::entropy::OsEntropy;
 use crate::limits::Admitted;
 use crate::reactor::Adopt;
@@ -248,13 +249,13 @@ async fn decide<A: Authenticator>(
     {
         Ok(Ok(identity)) => identity,
         Ok(Err(rejection)) => {
-            debug!(%remote, user = %attempt.user_id, code = %rejection.code, "login rejected");
+            debug!(%remote, user = %PeerText(&attempt.user_id), code = %rejection.code, "login rejected");
             shared.limiter.login_failed(ip, Instant::now());
             let _ = session.reject_login(rejection.code, &rejection.message);
             return None;
         }
         Err(_) => {
-            debug!(%remote, user = %attempt.user_id, "authenticator missed the login deadline");
+            debug!(%remote, user = %PeerText(&attempt.user_id), "authenticator missed the login deadline");
             session.handle_timeout(Instant::now());
             return None;
         }
