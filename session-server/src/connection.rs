@@ -265,11 +265,14 @@ async fn decide<A: Authenticator>(
     let device = shared.device(attempt.device);
     // The conflict check, the closing of replaced sessions and the filing of
     // the new one happen under one lock, so two racing logins of the same
-    // user and device cannot both win under `RejectNewer`.
-    static ADMIT: Mutex<()> = Mutex::new(());
-    let _admit = ADMIT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // user and device cannot both win under `RejectNewer`, and a shutdown
+    // either finds the new session filed or is seen here.
+    let _admit = admit_lock();
+    if *shared.shutdown.borrow() {
+        let retry = Some(shared.options.retry_after);
+        let _ = session.close(CloseCode::ServerShutdown, "server shutting down", retry);
+        return None;
+    }
     let existing = shared.of_user_device(&user_id, &device);
     match shared.options.conflict.admit(&device, existing.len()) {
         Admission::Reject => {
@@ -316,6 +319,17 @@ async fn decide<A: Authenticator>(
     // Forward `Opened` (queued by `accept_login`) to the dispatcher.
     shared.with_session(&cell, |_| ());
     Some((cell, attachment))
+}
+
+/// The lock under which a new session is admitted and filed, and under
+/// which [`Server::shutdown`](crate::Server::shutdown) raises its flag: a
+/// login decided while the shutdown starts is either filed before it (and
+/// closed with the rest) or sees the flag and gets `SERVER_SHUTDOWN`.
+pub(crate) fn admit_lock() -> std::sync::MutexGuard<'static, ()> {
+    static ADMIT: Mutex<()> = Mutex::new(());
+    ADMIT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Attached {

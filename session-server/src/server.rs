@@ -305,7 +305,12 @@ impl Server {
     /// at most `shutdown_timeout`.
     pub async fn shutdown(self) -> ShutdownReport {
         let shared = &self.handle.shared;
-        let _ = shared.shutdown.send(true);
+        {
+            // No login is being filed while the flag goes up (see
+            // `connection::admit_lock`).
+            let _admit = connection::admit_lock();
+            let _ = shared.shutdown.send(true);
+        }
         for task in &self.accept_tasks {
             task.abort();
         }

@@ -49,3 +49,89 @@ async fn shutdown_reaches_every_session_on_every_transport() {
         Some(CloseCode::ServerShutdown)
     );
 }
+
+/// The demo users, with bob's logins held in the authenticator until the
+/// test lets them through.
+struct Gated {
+    users: session_server::demo::UserTable,
+    arrived: std::sync::Arc<tokio::sync::Notify>,
+    release: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl session_server::Authenticator for Gated {
+    async fn authenticate(
+        &self,
+        attempt: &session_server::LoginAttempt,
+    ) -> Result<session_server::Identity, session_server::Rejection> {
+        if attempt.user_id == "bob" {
+            self.arrived.notify_one();
+            self.release.notified().await;
+        }
+        self.users.authenticate(attempt).await
+    }
+}
+
+/// A login the authenticator accepts after the shutdown began is not
+/// opened behind the shutdown's back: it is refused with `SERVER_SHUTDOWN`,
+/// and the shutdown does not wait for it.
+#[tokio::test]
+async fn a_login_decided_during_the_shutdown_gets_server_shutdown() {
+    use std::sync::Arc;
+
+    use session_core::LoginFailure;
+    use session_server::ServerOptions;
+    use session_server::demo::{DemoApp, UserTable};
+
+    let (arrived, release) = (Arc::default(), Arc::default());
+    let recorder = Recorder::default();
+    let server = common::loopback()
+        .options(ServerOptions {
+            shutdown_timeout: std::time::Duration::from_secs(30),
+            ..fast_options()
+        })
+        .authenticator(Gated {
+            users: UserTable::demo(),
+            arrived: Arc::clone(&arrived),
+            release: Arc::clone(&release),
+        })
+        .request_handler(DemoApp)
+        .session_listener(recorder.clone())
+        .start()
+        .await
+        .unwrap();
+    let mut alice = TestClient::online(&url(&server, "tcp"), "alice", "web").await;
+    let mut bob = TestClient::connect(&url(&server, "tcp"), Default::default()).await;
+    let bob = tokio::spawn(async move {
+        bob.login("bob", "web").await;
+        bob
+    });
+    arrived.notified().await;
+
+    let shutdown = tokio::spawn(server.shutdown());
+    // Alice hears of the shutdown once its flag is up; only then does the
+    // authenticator let bob in.
+    assert_eq!(alice.closed_with().await, CloseCode::ServerShutdown);
+    release.notify_one();
+    let bob = bob.await.unwrap();
+    let refused = bob.events.iter().any(|e| {
+        matches!(
+            e,
+            ClientEvent::LoginFailed(LoginFailure::Closed(CloseReason::Server {
+                code: CloseCode::ServerShutdown,
+                ..
+            }))
+        )
+    });
+    assert!(refused, "{:?}", bob.events);
+    drop((alice, bob));
+    let report = shutdown.await.unwrap();
+    assert_eq!(report.sessions_closed, 1);
+    assert_eq!(report.connections_left, 0);
+    assert_eq!(
+        recorder.seen(),
+        [
+            common::Seen::Open("alice".into()),
+            common::Seen::Close("alice".into(), CloseCode::ServerShutdown)
+        ]
+    );
+}
