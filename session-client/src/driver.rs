@@ -274,7 +274,7 @@ impl Driver {
             },
             Command::Request { body, reply } => self.queued.push_back(Queued {
                 body,
-                deadline: now + self.timings.request_timeout,
+                deadline: session_core::deadline_after(now, self.timings.request_timeout),
                 reply,
             }),
             Command::Ack { session_id, seq } => {

@@ -11,7 +11,7 @@ use crate::close::{CloseCode, CloseReason, ErrorCode, RejectCode, ResponseError}
 use crate::codec::{Framing, encode_frame};
 use crate::config::ClientConfig;
 use crate::error::{AckError, LoginError, LogoutError, ProtocolError, RequestError, ResumeError};
-use crate::timer::{TimerKind, TimerTable};
+use crate::timer::{TimerKind, TimerTable, deadline_after};
 use crate::{SessionId, Transmit};
 
 /// Where a client is, network and session layers together (as in Turms).
@@ -575,7 +575,7 @@ impl ClientSession {
         self.phase = Phase::LoggingIn;
         self.timers.stop_all();
         self.timers
-            .set(Timer::Login, now + self.config.login_timeout);
+            .set(Timer::Login, deadline_after(now, self.config.login_timeout));
         Ok(())
     }
 
@@ -599,7 +599,7 @@ impl ClientSession {
         self.out.login = Some(self.login_frame(credentials, Some(resume)));
         self.phase = Phase::Resuming;
         self.timers
-            .set(Timer::Login, now + self.config.login_timeout);
+            .set(Timer::Login, deadline_after(now, self.config.login_timeout));
         Ok(())
     }
 
@@ -643,7 +643,7 @@ impl ClientSession {
             return Err(RequestError::TooManyPending { window });
         }
         self.next_request_id += 1;
-        let deadline = now + self.config.request_timeout;
+        let deadline = deadline_after(now, self.config.request_timeout);
         self.pending.insert(id, Pending { body, deadline });
         if self.phase == Phase::Online {
             self.out.requests.push_back(id);
@@ -798,7 +798,8 @@ impl ClientSession {
     fn heard(&mut self, now: Instant) {
         if let Some(grant) = &self.grant {
             let silence = grant.heartbeat * self.config.silence_heartbeats.max(1);
-            self.timers.set(Timer::Silence, now + silence);
+            self.timers
+                .set(Timer::Silence, deadline_after(now, silence));
         }
     }
 

@@ -39,7 +39,8 @@ pub enum CloseCode {
     /// The server failed.
     InternalError,
     /// An application code in `4000..=4999`: `4000..=4499` allow the client to
-    /// reconnect, `4500..=4999` do not.
+    /// reconnect, `4500..=4999` do not. One outside that range goes on the
+    /// wire as `UNSPECIFIED` (see [`CloseCode::application`]).
     Application(u16),
 }
 
@@ -80,7 +81,10 @@ impl CloseCode {
     pub fn to_wire(self) -> i32 {
         use v1::CloseCode as W;
         let w = match self {
-            Self::Application(code) => return i32::from(code),
+            // Outside 4000..=4999 it would read as another code.
+            Self::Application(code) => {
+                return application_code(i32::from(code)).map_or(0, i32::from);
+            }
             Self::Unspecified => W::Unspecified,
             Self::LoggedOut => W::LoggedOut,
             Self::Expired => W::Expired,
@@ -170,7 +174,8 @@ pub enum RejectCode {
     InvalidLogin,
     /// The server failed.
     InternalError,
-    /// An application code in `4000..=4999`.
+    /// An application code in `4000..=4999`; one outside it goes on the
+    /// wire as `UNSPECIFIED`.
     Application(u16),
 }
 
@@ -198,7 +203,10 @@ impl RejectCode {
     pub fn to_wire(self) -> i32 {
         use v1::RejectCode as W;
         let w = match self {
-            Self::Application(code) => return i32::from(code),
+            // Outside 4000..=4999 it would read as another code.
+            Self::Application(code) => {
+                return application_code(i32::from(code)).map_or(0, i32::from);
+            }
             Self::Unspecified => W::Unspecified,
             Self::BadCredentials => W::BadCredentials,
             Self::UnsupportedVersion => W::UnsupportedVersion,
@@ -362,6 +370,26 @@ impl fmt::Display for CloseReason {
             Self::Expired => f.write_str("expired while suspended"),
             Self::ResumeRejected { code, .. } => write!(f, "resume rejected: {code}"),
             Self::ProtocolViolation(e) => write!(f, "server broke the protocol: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CloseCode, RejectCode};
+
+    #[test]
+    fn application_codes_outside_their_range_do_not_pose_as_others() {
+        for code in [0, 3, 999, 3999, 5000, u16::MAX] {
+            assert_eq!(CloseCode::Application(code).to_wire(), 0, "{code}");
+            assert_eq!(RejectCode::Application(code).to_wire(), 0, "{code}");
+            assert_eq!(CloseCode::application(code), None);
+        }
+        for code in [4000, 4499, 4500, 4999] {
+            let close = CloseCode::Application(code);
+            assert_eq!(CloseCode::from_wire(close.to_wire()), close);
+            let reject = RejectCode::Application(code);
+            assert_eq!(RejectCode::from_wire(reject.to_wire()), reject);
         }
     }
 }

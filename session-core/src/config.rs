@@ -85,9 +85,13 @@ impl ServerConfig {
     /// for no preference): the default, or the request clamped to the range.
     pub fn negotiate_heartbeat(&self, requested_ms: u32) -> Duration {
         if requested_ms == 0 {
-            return self.heartbeat.clamp(self.min_heartbeat, self.max_heartbeat);
+            return within(self.heartbeat, self.min_heartbeat, self.max_heartbeat);
         }
-        Duration::from_millis(u64::from(requested_ms)).clamp(self.min_heartbeat, self.max_heartbeat)
+        within(
+            Duration::from_millis(u64::from(requested_ms)),
+            self.min_heartbeat,
+            self.max_heartbeat,
+        )
     }
 
     /// The session timeout for a heartbeat interval.
@@ -131,4 +135,10 @@ impl Default for ClientConfig {
             ack_delay: DEFAULT_ACK_DELAY,
         }
     }
+}
+
+/// `d` brought into `min..=max`; unlike `Duration::clamp`, no panic when a
+/// misconfigured `min` exceeds `max` (`max` wins).
+fn within(d: Duration, min: Duration, max: Duration) -> Duration {
+    d.max(min).min(max)
 }

@@ -130,6 +130,7 @@ pub use server::{
     LoginRequest, RESUME_TOKEN_LEN, ResumeRequest, ServerEvent, ServerSession, ServerState,
 };
 pub use session_proto as proto;
+pub use timer::deadline_after;
 
 /// A session's id, stable across resumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -15,6 +15,7 @@ use crate::entropy::{Entropy, constant_time_eq};
 use crate::error::{
     AcceptError, CloseError, ProtocolError, PublishError, RespondError, ResumeRejected,
 };
+use crate::timer::deadline_after;
 use crate::{SessionId, Transmit};
 
 /// The length of a resume token.
@@ -323,7 +324,7 @@ impl ServerSession {
     /// `now + login_timeout`.
     pub fn new(now: Instant, config: Arc<ServerConfig>) -> Self {
         Self {
-            deadline: Some(now + config.login_timeout),
+            deadline: Some(deadline_after(now, config.login_timeout)),
             config,
             phase: Phase::Accepted,
             session_id: SessionId(0),

@@ -1,6 +1,25 @@
 //! A small table of deadlines, one per kind of timer (as in quinn-proto).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How far away a deadline that "never" comes is put: decades, far enough
+/// that nothing waits for it, near enough that `Instant` holds it.
+const NEVER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// `now + after`, or a deadline decades away if that sum overflows, so that
+/// a timeout of `Duration::MAX` means "no timeout" instead of a panic.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// let now = Instant::now();
+/// assert_eq!(session_core::deadline_after(now, Duration::from_secs(1)), now + Duration::from_secs(1));
+/// assert!(session_core::deadline_after(now, Duration::MAX) > now + Duration::from_secs(3600 * 24 * 365));
+/// ```
+pub fn deadline_after(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after)
+        .unwrap_or_else(|| now.checked_add(NEVER).unwrap_or(now))
+}
 
 /// A kind of timer, usable as an index into a [`TimerTable`].
 pub(crate) trait TimerKind: Copy + 'static {

@@ -121,3 +121,24 @@ fn requests_need_a_session() {
         Err(RequestError::NotLoggedIn)
     );
 }
+
+/// `Duration::MAX` as a timeout means "none", on both sides, and a
+/// heartbeat range whose bounds cross does not panic either.
+#[test]
+fn a_timeout_of_duration_max_means_none() {
+    let mut world = World::new(session_core::ServerConfig {
+        login_timeout: Duration::MAX,
+        min_heartbeat: Duration::from_secs(60),
+        max_heartbeat: Duration::from_secs(10),
+        ..Default::default()
+    });
+    world.client_config.request_timeout = Duration::MAX;
+    world.client_config.login_timeout = Duration::MAX;
+    world.echo = false;
+    let c = world.online("alice", "web");
+    let id = world.request(c, "whenever");
+    world.run_for(Duration::from_secs(3600));
+    assert!(world.responses(c).is_empty());
+    world.respond_held();
+    assert_eq!(world.responses(c), vec![(id, Ok("whenever".into()))]);
+}

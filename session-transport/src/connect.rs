@@ -71,7 +71,8 @@ pub async fn connect_to(
     endpoint: &Endpoint,
     options: &ConnectOptions,
 ) -> Result<Transport, TransportError> {
-    let deadline = Instant::now() + options.connect_timeout;
+    let deadline: Instant =
+        session_core::deadline_after(Instant::now().into_std(), options.connect_timeout).into();
     #[cfg(feature = "tls")]
     let tls = match (endpoint.kind().is_tls(), &options.tls) {
         (false, _) => None,

@@ -240,7 +240,8 @@ impl Transport {
     /// signal a server just wrote to a misbehaving peer. Lingering lets it
     /// arrive.
     pub async fn close_with_linger(mut self, linger: Duration) -> Result<(), TransportError> {
-        let deadline = tokio::time::Instant::now() + linger;
+        let now = tokio::time::Instant::now().into_std();
+        let deadline: tokio::time::Instant = session_core::deadline_after(now, linger).into();
         let closed = tokio::time::timeout_at(deadline, SinkExt::close(&mut self))
             .await
             .unwrap_or(Err(TransportError::TimedOut { stage: "close" }));
