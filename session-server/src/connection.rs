@@ -3,17 +3,18 @@
 //! core's `poll_timeout`.
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use session_core::{
     Admission, CloseCode, Framing, LoginRequest, RejectCode, ServerEvent, ServerSession,
     ServerState, Transmit,
 };
 use session_transport::{Transport, TransportKind};
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::api::{Authenticator, LoginAttempt, SessionInfo};
 use crate::dispatch::PeerText;
@@ -245,10 +246,19 @@ async fn decide<A: Authenticator>(
         remote_addr: remote,
     };
     let deadline = session.poll_timeout().unwrap_or_else(Instant::now);
-    let identity = match tokio::time::timeout_at(deadline.into(), auth.authenticate(&attempt)).await
-    {
-        Ok(Ok(identity)) => identity,
-        Ok(Err(rejection)) => {
+    // A panicking authenticator fails this login with INTERNAL_ERROR, as a
+    // panicking handler fails its request, instead of dropping the
+    // connection without an answer.
+    let authenticated =
+        AssertUnwindSafe(async { auth.authenticate(&attempt).await }).catch_unwind();
+    let identity = match tokio::time::timeout_at(deadline.into(), authenticated).await {
+        Ok(Ok(Ok(identity))) => identity,
+        Ok(Err(_panic)) => {
+            error!(%remote, user = %PeerText(&attempt.user_id), "the authenticator panicked");
+            let _ = session.reject_login(RejectCode::InternalError, "internal error");
+            return None;
+        }
+        Ok(Ok(Err(rejection))) => {
             debug!(%remote, user = %PeerText(&attempt.user_id), code = %rejection.code, "login rejected");
             shared.limiter.login_failed(ip, Instant::now());
             let _ = session.reject_login(rejection.code, &rejection.message);

@@ -256,3 +256,51 @@ async fn a_listener_that_panics_does_not_stop_the_lifecycle() {
         common::close_and_shut_down(server, (alice, clients)).await;
     }
 }
+
+/// The demo users; a login as `mallory` panics.
+struct PanickyAuth(UserTable);
+
+impl session_server::Authenticator for PanickyAuth {
+    async fn authenticate(
+        &self,
+        attempt: &session_server::LoginAttempt,
+    ) -> Result<session_server::Identity, session_server::Rejection> {
+        if attempt.user_id == "mallory" {
+            panic!("{PLANTED} an authenticator's bug");
+        }
+        self.0.authenticate(attempt).await
+    }
+}
+
+/// An authenticator that panics fails that login with `INTERNAL_ERROR`
+/// (an answer, not a dropped connection), and the next login goes through.
+#[tokio::test]
+async fn a_panicking_authenticator_fails_that_login_with_internal_error() {
+    use session_core::{ClientEvent, LoginFailure, RejectCode};
+
+    quiet_planted_panics();
+    let server = loopback()
+        .options(fast_options())
+        .authenticator(PanickyAuth(UserTable::demo()))
+        .request_handler(DemoApp)
+        .start()
+        .await
+        .unwrap();
+    for kind in KINDS {
+        let mut mallory = TestClient::connect(&url(&server, kind), Default::default()).await;
+        mallory.login("mallory", "web").await;
+        let failed = mallory.events.iter().any(|e| {
+            matches!(
+                e,
+                ClientEvent::LoginFailed(LoginFailure::Rejected {
+                    code: RejectCode::InternalError,
+                    ..
+                })
+            )
+        });
+        assert!(failed, "{kind}: {:?}", mallory.events);
+        let alice = TestClient::online(&url(&server, kind), "alice", "web").await;
+        drop(alice);
+    }
+    server.shutdown().await;
+}
