@@ -64,6 +64,9 @@ impl Endpoint {
             let (host, after) = bracketed
                 .split_once(']')
                 .ok_or_else(|| invalid("unclosed '[' in the host"))?;
+            if host.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(invalid("brackets hold an IPv6 address"));
+            }
             let port = match after {
                 "" => None,
                 _ => Some(
@@ -82,10 +85,22 @@ impl Endpoint {
         if host.is_empty() {
             return Err(invalid("the host is empty"));
         }
+        if !authority.starts_with('[')
+            && !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        {
+            return Err(invalid(
+                "the host is a name, an IPv4 address or an IPv6 address in brackets",
+            ));
+        }
         let port = match port {
-            Some(port) => port
-                .parse::<u16>()
-                .map_err(|_| invalid("the port is not a number from 0 to 65535"))?,
+            Some(port) => match port.parse::<u16>() {
+                // Digits only (`u16::from_str` takes a leading '+'), and
+                // not 0, which nothing can be connected to.
+                Ok(number) if number != 0 && port.bytes().all(|b| b.is_ascii_digit()) => number,
+                _ => return Err(invalid("the port is not a number from 1 to 65535")),
+            },
             None => match kind {
                 TransportKind::Ws => 80,
                 TransportKind::Wss => 443,
@@ -227,14 +242,25 @@ mod tests {
         assert_eq!(reason("tcp://h"), "tcp and tls URLs need a port");
         assert_eq!(reason("tcp://h:1/x"), "tcp and tls URLs have no path");
         assert_eq!(reason("tcp://:1"), "the host is empty");
+        for port in ["99999", "", "+7700", "0", "-1", " 1"] {
+            assert_eq!(
+                reason(&format!("tcp://h:{port}")),
+                "the port is not a number from 1 to 65535",
+                "{port}"
+            );
+        }
+        for host in ["::1", "a b", "a:b:c", "h\u{7f}", "ex%41mple", "é.com"] {
+            assert_eq!(
+                reason(&format!("tcp://{host}:1")),
+                "the host is a name, an IPv4 address or an IPv6 address in brackets",
+                "{host}"
+            );
+        }
         assert_eq!(
-            reason("tcp://h:99999"),
-            "the port is not a number from 0 to 65535"
+            reason("tcp://[not-ipv6]:1"),
+            "brackets hold an IPv6 address"
         );
-        assert_eq!(
-            reason("tcp://h:"),
-            "the port is not a number from 0 to 65535"
-        );
+        assert_eq!(reason("ws://[127.0.0.1]/"), "brackets hold an IPv6 address");
         assert_eq!(
             reason("ws://u:p@h/"),
             "user names and passwords are not allowed"
