@@ -343,9 +343,8 @@ impl Driver {
                     self.lose_connection(now);
                 }
             },
-            Attach::Reconnect(reply) => {
-                let _ = reply.send(Ok(()));
-            }
+            // Answered at the end of the drain, after `on_connected`.
+            Attach::Reconnect(reply) => self.answer(reply, Ok(())),
         }
     }
 

@@ -34,6 +34,12 @@ async fn bad_credentials_are_rejected_then_a_new_connection_logs_in(kind: Kind) 
     );
 
     client.reconnect().await.unwrap();
+    // Reported by the time `reconnect` returns.
+    assert_eq!(
+        recorder.shapes(),
+        ["connected", "disconnected: Closed", "connected"]
+    );
+    assert_eq!(client.state(), ClientState::Connected);
     assert!(matches!(
         client.reconnect().await,
         Err(ConnectError::AlreadyConnected)
