@@ -148,17 +148,23 @@ pub enum ResumeError {
 }
 
 impl ResumeError {
-    /// Whether the session is still suspended, so that trying again later
-    /// may succeed.
+    /// Whether the session is still suspended and trying again later may
+    /// succeed. A [`Closed`](Self::Closed) counts only when the server
+    /// said when to come back (`retry_after`) or its code
+    /// [`may_reconnect`](session_core::CloseCode::may_reconnect): a resume closed for a
+    /// protocol error, say, would only be closed again (the session stays
+    /// suspended until it expires or the application logs out).
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::Connect(_)
-                | Self::TimedOut
-                | Self::ConnectionLost
-                | Self::Closed(_)
-                | Self::Rejected { .. }
-        )
+        match self {
+            Self::Connect(_) | Self::TimedOut | Self::ConnectionLost | Self::Rejected { .. } => {
+                true
+            }
+            Self::Closed(CloseReason::Server {
+                code, retry_after, ..
+            }) => retry_after.is_some() || code.may_reconnect(),
+            Self::Closed(_) => true,
+            Self::NotSuspended | Self::SessionEnded(_) | Self::Terminated => false,
+        }
     }
 
     /// How long the server asked the client to wait before trying again,
@@ -169,5 +175,34 @@ impl ResumeError {
             Self::Closed(CloseReason::Server { retry_after, .. }) => *retry_after,
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use session_core::{CloseCode, CloseReason};
+
+    use super::ResumeError;
+
+    fn closed(code: CloseCode, retry_after: Option<Duration>) -> ResumeError {
+        ResumeError::Closed(CloseReason::Server {
+            code,
+            message: String::new(),
+            retry_after,
+        })
+    }
+
+    #[test]
+    fn a_resume_closed_is_worth_retrying_only_when_the_server_says_so() {
+        let hint = Some(Duration::from_secs(1));
+        assert!(closed(CloseCode::ServerShutdown, None).is_retryable());
+        assert!(closed(CloseCode::LoginTimeout, None).is_retryable());
+        assert!(closed(CloseCode::PolicyViolation, hint).is_retryable());
+        assert!(!closed(CloseCode::PolicyViolation, None).is_retryable());
+        assert!(!closed(CloseCode::ProtocolError, None).is_retryable());
+        assert!(ResumeError::TimedOut.is_retryable());
+        assert!(!ResumeError::NotSuspended.is_retryable());
     }
 }

@@ -768,10 +768,12 @@ impl Reactor {
                     }
                 }
             }
-            // A pong owed while the output waited goes out next.
+            // A pong owed while the output waited goes out next, unless
+            // that output ended with the close frame: nothing may follow it
+            // (RFC 6455, 5.5.1).
             match busy.pong.take() {
-                Some(pong) => busy.write = pong,
-                None => break,
+                Some(pong) if !busy.closing => busy.write = pong,
+                _ => break,
             }
         }
         busy.write = BytesMut::new();
@@ -883,7 +885,8 @@ impl Reactor {
         };
         let deadline = [
             session,
-            conn.write_since().map(|since| since + write_timeout),
+            conn.write_since()
+                .map(|since| session_core::deadline_after(since, write_timeout)),
             conn.linger_until(),
         ]
         .into_iter()
@@ -925,7 +928,7 @@ impl Reactor {
         }
         if conn
             .write_since()
-            .is_some_and(|since| since + write_timeout <= now)
+            .is_some_and(|since| session_core::deadline_after(since, write_timeout) <= now)
         {
             debug!(session = %conn.cell.info.id, "write deadline passed");
             return self.lost(slot);

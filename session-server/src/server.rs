@@ -309,14 +309,17 @@ impl Server {
             // No login is being filed while the flag goes up (see
             // `connection::admit_lock`).
             let _admit = connection::admit_lock();
-            let _ = shared.shutdown.send(true);
+            // Kept even with no connection listening for it yet: logins
+            // that start later read it (`send` would drop it then).
+            shared.shutdown.send_replace(true);
         }
         for task in &self.accept_tasks {
             task.abort();
         }
         let sessions_closed = shared.count();
         self.handle.close_all(shared.options.retry_after);
-        let deadline = Instant::now() + shared.options.shutdown_timeout;
+        let deadline =
+            session_core::deadline_after(Instant::now(), shared.options.shutdown_timeout);
         while Instant::now() < deadline && (shared.limiter.connections() > 0 || shared.count() > 0)
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -354,7 +357,8 @@ async fn accept_loop<A: Authenticator>(mut bound: wire::Bound, shared: Arc<Share
                         // Created now, so that the login deadline covers the
                         // TLS handshake and the WebSocket upgrade.
                         let session = ServerSession::new(accepted_at, shared.core.clone());
-                        let deadline = accepted_at + shared.core.login_timeout;
+                        let deadline =
+                            session_core::deadline_after(accepted_at, shared.core.login_timeout);
                         // The transport boxes the handshakes it runs (TLS,
                         // WebSocket), so a plain TCP connection's task does
                         // not carry their 12 KB of state.

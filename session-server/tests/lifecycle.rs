@@ -113,3 +113,25 @@ async fn a_bad_password_is_rejected_with_bad_credentials() {
         server.shutdown().await;
     }
 }
+
+/// `Duration::MAX` as the server's login, write and shutdown timeouts
+/// means "none", with reactors and with tasks.
+#[tokio::test]
+async fn timeouts_of_duration_max_mean_none() {
+    use std::time::Duration;
+
+    for reactor_threads in [0, 1] {
+        let mut options = fast_options();
+        options.reactor_threads = reactor_threads;
+        options.core.login_timeout = Duration::MAX;
+        options.write_timeout = Duration::MAX;
+        options.shutdown_timeout = Duration::MAX;
+        let server = start(options, Recorder::default()).await;
+        for kind in KINDS {
+            let mut alice = TestClient::online(&url(&server, kind), "alice", kind).await;
+            assert_eq!(alice.request("hi").await.unwrap(), "hi".as_bytes());
+            drop(alice);
+        }
+        server.shutdown().await;
+    }
+}

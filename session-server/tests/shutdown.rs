@@ -135,3 +135,37 @@ async fn a_login_decided_during_the_shutdown_gets_server_shutdown() {
         ]
     );
 }
+
+/// A connection accepted before the shutdown but still in its WebSocket
+/// upgrade when the shutdown starts hears `SERVER_SHUTDOWN` when it gets to
+/// log in: the shutdown's flag is kept for it, though no login listened
+/// when it went up.
+#[tokio::test]
+async fn a_connection_still_upgrading_when_the_shutdown_starts_is_told() {
+    use common::raw::{RawPeer, login_frame};
+    use session_proto::v1::server_frame::Kind;
+
+    let recorder = Recorder::default();
+    let server = start(fast_options(), recorder.clone()).await;
+    let addr = server.local_addr("ws").unwrap();
+    let stalled = RawPeer::connect_unupgraded(addr).await;
+    while server.handle().connection_count() < 1 {
+        tokio::task::yield_now().await;
+    }
+    let shutdown = tokio::spawn(server.shutdown());
+    // This runtime has one thread: the shutdown runs to its first wait,
+    // its flag up, before this test goes on.
+    tokio::task::yield_now().await;
+    let mut peer = RawPeer::upgrade_later(stalled).await;
+    peer.send_frame(&login_frame("alice", "web", None)).await;
+    match peer.next_kind().await {
+        Some(Kind::CloseSignal(signal)) => {
+            assert_eq!(CloseCode::from_wire(signal.code), CloseCode::ServerShutdown);
+        }
+        other => panic!("expected SERVER_SHUTDOWN, got {other:?}"),
+    }
+    drop(peer);
+    let report = shutdown.await.unwrap();
+    assert_eq!((report.sessions_closed, report.connections_left), (0, 0));
+    assert_eq!(recorder.seen(), []);
+}

@@ -149,6 +149,19 @@ impl RawPeer {
         TcpStream::connect(addr).await.expect("connects")
     }
 
+    /// A WebSocket peer on `stream`, from [`connect_unupgraded`](Self::connect_unupgraded):
+    /// the stalled upgrade goes through now.
+    pub async fn upgrade_later(stream: TcpStream) -> Self {
+        let mut peer = Self {
+            ws: true,
+            stream,
+            inbox: BytesMut::new(),
+            partial: BytesMut::new(),
+        };
+        peer.upgrade().await;
+        peer
+    }
+
     async fn upgrade(&mut self) {
         self.stream
             .write_all(upgrade_request().as_bytes())
