@@ -538,7 +538,7 @@ impl ServerSession {
         self.phase = Phase::Closed;
         self.deadline = None;
         self.rare_mut().farewell = Some(Farewell::Reject {
-            code,
+            code: RejectCode::from_wire(code.to_wire()),
             message: message.to_owned(),
         });
         self.out.close_connection = true;
@@ -681,6 +681,10 @@ impl ServerSession {
         if self.phase == Phase::Closed {
             return Err(CloseError::AlreadyClosed);
         }
+        // The code as the client will read it (an application code out of
+        // its range goes out as UNSPECIFIED), so that both sides report
+        // the same one.
+        let code = CloseCode::from_wire(code.to_wire());
         self.close_inner(code, reason.to_owned(), retry_after.map(duration_ms));
         Ok(())
     }

@@ -89,3 +89,29 @@ fn kicking_a_detached_session_closes_it_without_a_connection() {
         }]
     ));
 }
+
+/// An application code outside 4000..=4999 cannot go on the wire as
+/// itself; both sides then report the code the client read, `UNSPECIFIED`.
+#[test]
+fn both_sides_report_the_code_the_client_read() {
+    for (code, read) in [
+        (CloseCode::Application(3), CloseCode::Unspecified),
+        (CloseCode::Application(5000), CloseCode::Unspecified),
+        (CloseCode::Application(4501), CloseCode::Application(4501)),
+    ] {
+        let mut world = World::standard();
+        let c = world.online("alice", "web");
+        let slot = world.slot_of(c);
+        world.slots[slot].session.close(code, "bye", None).unwrap();
+        world.settle();
+        assert_eq!(world.offline_reasons(c)[0].code(), read, "{code:?}");
+        assert!(
+            world
+                .server_lifecycle(slot)
+                .iter()
+                .any(|e| matches!(e, ServerEvent::Closed { code: got, .. } if *got == read)),
+            "{code:?}: {:?}",
+            world.server_lifecycle(slot)
+        );
+    }
+}
