@@ -195,20 +195,8 @@ async fn a_resume_closed_before_the_answer_waits_for_the_servers_hint(kind: Kind
         ),
         "{error:?}"
     );
-    assert!(error.is_retryable(), "{error:?}");
     assert_eq!(error.retry_after(), Some(hint));
-    assert_eq!(client.state(), ClientState::Suspended);
-    assert_eq!(
-        recorder.shapes(),
-        [
-            "connected",
-            "online",
-            "disconnected: Lost",
-            "connected",
-            "disconnected: Closed"
-        ],
-        "no on_offline: the session is not over"
-    );
+    still_suspended(&error, &client, &recorder);
 
     // Backoff alone would spend three attempts within 50 ms, all refused;
     // waiting out the hint, the second attempt finds a token.
@@ -223,6 +211,25 @@ async fn a_resume_closed_before_the_answer_waits_for_the_servers_hint(kind: Kind
     assert_eq!(resumed.session_id, info.session_id);
     assert_eq!(next_event(&mut events).await, (1, "while away".into()));
     assert!(recorder.offline_reasons().is_empty());
+}
+
+/// After a resume that failed for now: the error says to try again, the
+/// session is still suspended, and the listener saw the new connection
+/// come and go, with no `on_offline`.
+fn still_suspended(error: &ResumeError, client: &Client, recorder: &common::Recorder) {
+    assert!(error.is_retryable(), "{error:?}");
+    assert_eq!(client.state(), ClientState::Suspended);
+    assert_eq!(
+        recorder.shapes(),
+        [
+            "connected",
+            "online",
+            "disconnected: Lost",
+            "connected",
+            "disconnected: Closed"
+        ],
+        "no on_offline: the session is not over"
+    );
 }
 
 async fn a_resume_refused_for_now_leaves_the_session_suspended(kind: Kind) {
@@ -267,19 +274,7 @@ async fn a_resume_refused_for_now_leaves_the_session_suspended(kind: Kind) {
         ),
         "{error:?}"
     );
-    assert!(error.is_retryable(), "{error:?}");
-    assert_eq!(client.state(), ClientState::Suspended);
-    assert_eq!(
-        recorder.shapes(),
-        [
-            "connected",
-            "online",
-            "disconnected: Lost",
-            "connected",
-            "disconnected: Closed"
-        ],
-        "no on_offline: the session is not over"
-    );
+    still_suspended(&error, &client, &recorder);
 
     // Once the address has a token again, the resume goes through.
     let policy = RetryPolicy {

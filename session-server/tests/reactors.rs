@@ -186,22 +186,44 @@ mod raw_ws {
         (first & 0x0f, payload.into())
     }
 
+    /// A client session logging in as `user`, and its `Login` as masked
+    /// frames, for the test to send (with whatever it puts behind them).
+    pub(crate) fn logging_in(
+        user: &str,
+        config: session_core::ClientConfig,
+    ) -> (ClientSession, Vec<u8>) {
+        let mut session = ClientSession::new(config);
+        session.handle_connected(Instant::now());
+        session
+            .login(Instant::now(), super::credentials(user))
+            .unwrap();
+        let wire = frames_of(&mut session);
+        (session, wire)
+    }
+
+    /// Logs in as `user` over the upgraded `stream`; returns the session,
+    /// online.
+    pub(crate) async fn log_in(
+        stream: &mut TcpStream,
+        user: &str,
+        config: session_core::ClientConfig,
+    ) -> ClientSession {
+        let (mut session, wire) = logging_in(user, config);
+        stream.write_all(&wire).await.unwrap();
+        until(stream, &mut session, |s| {
+            s.state() == session_core::ClientState::Online
+        })
+        .await;
+        session
+    }
+
     /// A connection logged in as `user`, its session online.
     pub(crate) async fn online(
         addr: std::net::SocketAddr,
         user: &str,
     ) -> (TcpStream, ClientSession) {
         let mut stream = upgrade(addr).await;
-        let mut session = ClientSession::new(session_core::ClientConfig::default());
-        session.handle_connected(Instant::now());
-        session
-            .login(Instant::now(), super::credentials(user))
-            .unwrap();
-        stream.write_all(&frames_of(&mut session)).await.unwrap();
-        until(&mut stream, &mut session, |s| {
-            s.state() == session_core::ClientState::Online
-        })
-        .await;
+        let session = log_in(&mut stream, user, Default::default()).await;
         (stream, session)
     }
 
@@ -245,7 +267,7 @@ fn credentials(user: &str) -> session_core::Credentials {
 async fn websocket_pings_are_answered_and_frames_behind_the_login_are_kept() {
     use std::time::Instant;
 
-    use session_core::{ClientConfig, ClientSession};
+    use session_core::ClientConfig;
     use tokio::io::AsyncWriteExt;
 
     for threads in [0, 2] {
@@ -253,20 +275,7 @@ async fn websocket_pings_are_answered_and_frames_behind_the_login_are_kept() {
         let addr = server.local_addr("ws").unwrap();
 
         // A ping after login gets its pong, between the session's frames.
-        let mut stream = raw_ws::upgrade(addr).await;
-        let mut session = ClientSession::new(ClientConfig::default());
-        session.handle_connected(Instant::now());
-        session
-            .login(Instant::now(), credentials("load-1"))
-            .unwrap();
-        stream
-            .write_all(&raw_ws::frames_of(&mut session))
-            .await
-            .unwrap();
-        raw_ws::until(&mut stream, &mut session, |s| {
-            s.state() == ClientState::Online
-        })
-        .await;
+        let (mut stream, mut session) = raw_ws::online(addr, "load-1").await;
         stream
             .write_all(&raw_ws::frame(0x9, b"are you there"))
             .await
@@ -292,12 +301,7 @@ async fn websocket_pings_are_answered_and_frames_behind_the_login_are_kept() {
         // too (tungstenite then holds bytes the login phase read, so the
         // connection stays with a task).
         let mut stream = raw_ws::upgrade(addr).await;
-        let mut session = ClientSession::new(ClientConfig::default());
-        session.handle_connected(Instant::now());
-        session
-            .login(Instant::now(), credentials("load-2"))
-            .unwrap();
-        let mut wire = raw_ws::frames_of(&mut session);
+        let (mut session, mut wire) = raw_ws::logging_in("load-2", ClientConfig::default());
         wire.extend(raw_ws::frame(0x9, b"early ping"));
         stream.write_all(&wire).await.unwrap();
         let mut ponged = false;
@@ -325,19 +329,14 @@ async fn a_message_begun_by_an_empty_fragment_behind_the_login_is_completed() {
     use std::time::Instant;
 
     use bytes::BytesMut;
-    use session_core::{ClientConfig, ClientSession, Framing, Transmit};
+    use session_core::{ClientConfig, Framing, Transmit};
     use tokio::io::AsyncWriteExt;
 
     for threads in [0, 2] {
         let server = start(options(threads), Recorder::default()).await;
         let addr = server.local_addr("ws").unwrap();
         let mut stream = raw_ws::upgrade(addr).await;
-        let mut session = ClientSession::new(ClientConfig::default());
-        session.handle_connected(Instant::now());
-        session
-            .login(Instant::now(), credentials("load-1"))
-            .unwrap();
-        let mut wire = raw_ws::frames_of(&mut session);
+        let (mut session, mut wire) = raw_ws::logging_in("load-1", ClientConfig::default());
         wire.extend(raw_ws::fragment(false, 0x2, b""));
         stream.write_all(&wire).await.unwrap();
         raw_ws::until(&mut stream, &mut session, |s| {
@@ -573,7 +572,7 @@ async fn a_crowd_vanishing_at_once_reaches_the_backend_whole() {
 async fn pings_while_output_waits_are_answered_by_one_pong() {
     use std::time::Instant;
 
-    use session_core::{ClientConfig, ClientSession};
+    use session_core::ClientConfig;
     use tokio::io::AsyncWriteExt;
 
     const EVENTS: usize = 96;
@@ -589,22 +588,11 @@ async fn pings_while_output_waits_are_answered_by_one_pong() {
     socket.set_recv_buffer_size(16 * 1024).unwrap();
     let stream = socket.connect(addr).await.unwrap();
     let mut stream = raw_ws::upgrade_on(stream, addr).await;
-    let mut session = ClientSession::new(ClientConfig {
+    let config = ClientConfig {
         requested_heartbeat: Some(Duration::from_secs(60)),
         ..ClientConfig::default()
-    });
-    session.handle_connected(Instant::now());
-    session
-        .login(Instant::now(), credentials("load-1"))
-        .unwrap();
-    stream
-        .write_all(&raw_ws::frames_of(&mut session))
-        .await
-        .unwrap();
-    raw_ws::until(&mut stream, &mut session, |s| {
-        s.state() == ClientState::Online
-    })
-    .await;
+    };
+    let mut session = raw_ws::log_in(&mut stream, "load-1", config).await;
     let id = session.session_id().unwrap();
     for _ in 0..EVENTS {
         let body = bytes::Bytes::from(vec![7u8; EVENT_LEN]);
