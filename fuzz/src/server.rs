@@ -16,9 +16,12 @@
 //! - on each connection: `LoginOk` first (resumed exactly after a `resume`),
 //!   then events in order without gaps, from 1 or from the resume point (the
 //!   later of the claimed seq and the highest ack the session accepted), each
-//!   with the body published under its number; responses only as answered;
+//!   with the body published under its number; responses only as answered,
+//!   each at most once per connection;
 //! - request ids reported to the application strictly increase (each request
-//!   executes once);
+//!   executes once); a response to a request never reported is the core's
+//!   own `UNAVAILABLE`, given only while the window's worth of reported
+//!   requests were still unanswered, and the same every time it goes out;
 //! - `resume` succeeds exactly when the session is Open or Detached, the id
 //!   is the session's, the seq was published, and the token is the current
 //!   one or the one presented at the last resume (until a frame from the
@@ -28,7 +31,7 @@
 //!   `handle_timeout(now)` leaves no deadline at or before `now`;
 //! - a `handle_frame` error is sticky and leaves the session closed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -429,6 +432,8 @@ struct Connection {
     next_event: Option<u64>,
     /// A close signal or rejection went out: only the close order may follow.
     farewell_sent: bool,
+    /// The responses that went out on it, by request id.
+    responses: BTreeSet<u64>,
 }
 
 struct Harness {
@@ -449,6 +454,10 @@ struct Harness {
     expect_closed: bool,
     was_closed: bool,
     last_request_event: u64,
+    /// Requests reported and not answered by the application yet.
+    executing: BTreeSet<u64>,
+    /// Requests the core answered itself (`UNAVAILABLE`), with that answer.
+    refused: BTreeMap<u64, (i32, String)>,
     // What the client saw and sent.
     token: Option<Bytes>,
     previous_token: Option<Bytes>,
@@ -490,6 +499,8 @@ impl Harness {
             expect_closed: false,
             was_closed: false,
             last_request_event: 0,
+            executing: BTreeSet::new(),
+            refused: BTreeMap::new(),
             token: None,
             previous_token: None,
             presented: None,
@@ -597,6 +608,7 @@ impl Harness {
                     None => Ok(body.0.clone()),
                 };
                 if self.session.respond(id, result.clone()).is_ok() {
+                    self.executing.remove(&id);
                     // Ok for a request the client gave up on too (dropped);
                     // `on_frame` checks that only reported ones go out.
                     self.answered.entry(id).or_insert(result);
@@ -895,18 +907,37 @@ impl Harness {
             server_frame::Kind::Response(response) => {
                 assert!(self.conn.next_event.is_some(), "a response before LoginOk");
                 assert!(
-                    response.request_id <= self.last_request_event,
-                    "a response to request {} never reported",
+                    self.conn.responses.insert(response.request_id),
+                    "response {} twice on one connection",
                     response.request_id
                 );
-                let answered = self
-                    .answered
-                    .get(&response.request_id)
-                    .expect("a response the application never gave");
                 let sent = match response.result {
                     Some(v1::response::Result::Body(body)) => Ok(body),
                     Some(v1::response::Result::Error(e)) => Err((e.code, e.message)),
                     None => panic!("a response without a result"),
+                };
+                let Some(answered) = self.answered.get(&response.request_id) else {
+                    // Not the application's: the core refused the request.
+                    let id = response.request_id;
+                    let Err(refusal) = sent else {
+                        panic!("a response to request {id} never reported");
+                    };
+                    match self.refused.get(&id) {
+                        Some(earlier) => assert_eq!(&refusal, earlier, "refusal {id} differs"),
+                        None => {
+                            let window = self.config.max_pending_requests as usize;
+                            assert!(
+                                self.executing.len() >= window,
+                                "request {id} refused with {} of {window} executing",
+                                self.executing.len()
+                            );
+                            assert_eq!(refusal.0, ErrorCode::Unavailable.to_wire());
+                            assert!(refusal.1.ends_with("still executing"), "{}", refusal.1);
+                            self.refused.insert(id, refusal);
+                        }
+                    }
+                    self.wire_response = self.wire_response.max(id);
+                    return;
                 };
                 let expected = answered.clone().map_err(|e| (e.code.to_wire(), e.message));
                 assert_eq!(sent, expected, "response {} differs", response.request_id);
@@ -960,6 +991,7 @@ impl Harness {
                             "request {id} reported again or out of order"
                         );
                         self.last_request_event = id;
+                        self.executing.insert(id);
                     }
                     _ => {}
                 }
