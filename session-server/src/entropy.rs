@@ -1,11 +1,11 @@
 //! Session ids and resume tokens from the operating system's CSPRNG.
 //!
 //! Each thread keeps a small pool of the OS generator's output and hands it
-//! out in order, each byte once: a login needs 48 random bytes (its id and
-//! its token), and one `getrandom` call for every ten logins costs less
-//! than two for each. Handed-out bytes are zeroed in the pool. The pool holds
-//! no more than the tokens of the next ten logins, which live in the same
-//! process's memory anyway once issued.
+//! out in order, each byte once: a login needs 40 random bytes (its 8-byte
+//! id and its 32-byte token), and one `getrandom` call for every twelve
+//! logins costs less than two for each. Handed-out bytes are zeroed in the
+//! pool. The pool holds no more than the tokens of the next twelve logins,
+//! which live in the same process's memory anyway once issued.
 
 use std::cell::RefCell;
 
