@@ -62,6 +62,12 @@ impl Cli {
     /// Closes stdin (the tool logs out) and returns the exit status.
     async fn finish(mut self) -> (i32, Vec<String>) {
         drop(self.child.stdin.take());
+        self.exit().await
+    }
+
+    /// Reads the rest of the output and returns the exit status, leaving
+    /// stdin open.
+    async fn exit(mut self) -> (i32, Vec<String>) {
         while let Some(line) = self.lines.next_line().await.unwrap() {
             self.seen.push(line);
         }
@@ -141,7 +147,35 @@ async fn a_kicked_cli_says_why_and_exits(kind: Kind) {
     assert_eq!(status, 2, "{seen:?}");
 }
 
+/// Lines piped in and closed at once are all answered before the tool
+/// logs out at the end of input.
+async fn the_end_of_input_waits_for_the_replies(kind: Kind) {
+    let server = TestServer::start().await;
+    let mut cli = Cli::start(&[&server.url(kind), "alice", "alice-secret"]);
+    cli.until("[online]").await;
+    cli.send("hello\nworld").await;
+    let (status, seen) = cli.finish().await;
+    assert_eq!(status, 0, "{seen:?}");
+    for reply in ["[reply 1] hello", "[reply 2] world"] {
+        assert!(seen.iter().any(|l| l == reply), "{reply}: {seen:?}");
+    }
+}
+
+/// After `/logout` the tool exits, though its input is still open.
+async fn it_exits_after_a_logout_with_input_still_open(kind: Kind) {
+    let server = TestServer::start().await;
+    let mut cli = Cli::start(&[&server.url(kind), "alice", "alice-secret"]);
+    cli.until("[online]").await;
+    cli.send("/logout").await;
+    let (status, seen) = tokio::time::timeout(SOON, cli.exit())
+        .await
+        .expect("exits with its input still open");
+    assert_eq!(status, 0, "{seen:?}");
+}
+
 over_tcp_and_ws!(
+    the_end_of_input_waits_for_the_replies,
+    it_exits_after_a_logout_with_input_still_open,
     requests_events_and_logout,
     resume_shows_the_events_missed,
     a_kicked_cli_says_why_and_exits,

@@ -11,8 +11,8 @@
 //! With `sessiond`'s demo application, `to bob hello` delivers `alice: hello`
 //! to every session of bob; any other line is echoed back.
 
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,6 +24,7 @@ use session_client::{
     Lifecycle, OnlineInfo, RetryPolicy,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::task::JoinSet;
 
 /// Connect to a session server, log in, and talk to it.
 ///
@@ -121,18 +122,25 @@ fn options(args: &Args) -> Result<ClientOptions, String> {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
+async fn main() {
     let args = Args::parse();
-    match run(args).await {
+    let code = match run(args).await {
         Ok(code) => code,
         Err(message) => {
             eprintln!("session-cli: {message}");
-            ExitCode::FAILURE
+            1
         }
-    }
+    };
+    // Exit here rather than return: tokio reads stdin on a blocking thread
+    // that cannot be cancelled, so the runtime's shutdown would wait for
+    // another line of input, or for its end, before the process could go.
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
 }
 
-async fn run(args: Args) -> Result<ExitCode, String> {
+/// The exit codes: 0 after a logout, 2 when the server ended the session,
+/// 1 on errors.
+async fn run(args: Args) -> Result<i32, String> {
     let options = options(&args)?;
     let drop_after = seconds(args.drop_after, "--drop-after")?;
     let client = Client::connect(&args.url, options)
@@ -175,20 +183,24 @@ async fn run(args: Args) -> Result<ExitCode, String> {
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
+    // Requests in flight; at the end of input the tool logs out once they
+    // have their replies.
+    let mut requests = JoinSet::new();
+    let mut draining = false;
     let numbers = AtomicU64::new(0);
     let resuming = Arc::new(AtomicBool::new(false));
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let mut interruptible = true;
     loop {
+        if draining && requests.is_empty() {
+            draining = false;
+            logout(&client).await;
+        }
         tokio::select! {
             change = lifecycle.next() => match change {
                 Some(Lifecycle::Offline(reason)) => {
-                    return Ok(if reason == CloseReason::LoggedOut {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(2)
-                    });
+                    return Ok(if reason == CloseReason::LoggedOut { 0 } else { 2 });
                 }
                 Some(Lifecycle::Disconnected(_))
                     if args.resume && client.state() == ClientState::Suspended =>
@@ -196,26 +208,35 @@ async fn run(args: Args) -> Result<ExitCode, String> {
                     resume(&client, &resuming, Duration::from_secs(1));
                 }
                 Some(_) => {}
-                None => return Ok(ExitCode::FAILURE),
+                None => return Ok(1),
             },
+            Some(_) = requests.join_next(), if !requests.is_empty() => {}
             _ = &mut interrupted, if interruptible => {
                 // Ctrl-C logs out, so the server does not keep the session.
                 interruptible = false;
                 logout(&client).await;
             }
             line = lines.next_line(), if stdin_open => match line {
-                Ok(Some(line)) => command(&client, line.trim(), &numbers, &resuming).await,
+                Ok(Some(line)) => {
+                    command(&client, line.trim(), &numbers, &resuming, &mut requests).await;
+                }
                 Ok(None) | Err(_) => {
                     stdin_open = false;
-                    logout(&client).await;
+                    draining = true;
                 }
             },
         }
     }
 }
 
-/// Runs one line of input.
-async fn command(client: &Client, line: &str, numbers: &AtomicU64, resuming: &Arc<AtomicBool>) {
+/// Runs one line of input; a request's task joins `requests`.
+async fn command(
+    client: &Client,
+    line: &str,
+    numbers: &AtomicU64,
+    resuming: &Arc<AtomicBool>,
+    requests: &mut JoinSet<()>,
+) {
     match line {
         "" => {}
         "/help" => println!(
@@ -232,7 +253,7 @@ async fn command(client: &Client, line: &str, numbers: &AtomicU64, resuming: &Ar
             let number = numbers.fetch_add(1, Ordering::Relaxed) + 1;
             let client = client.clone();
             let body = line.to_owned();
-            tokio::spawn(async move {
+            requests.spawn(async move {
                 match client.request(body).await {
                     Ok(response) => {
                         println!("[reply {number}] {}", String::from_utf8_lossy(&response));
