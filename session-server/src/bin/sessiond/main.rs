@@ -18,11 +18,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = settings.log.clone().unwrap_or_else(|| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_target(false)
-        .init();
+    init_log(settings.log.as_deref().unwrap_or("info"));
     // Built once; an error is reported by `run`, as any other setting's.
     let options = settings.options();
     // Before any thread starts: see `reserve_descriptors`. A few more than
@@ -45,6 +41,36 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stdout at the level `filter` asks for (an `EnvFilter`
+/// directive; `info` if it does not parse, with a word on stderr).
+///
+/// Whatever the filter, nothing of tungstenite's below DEBUG is written:
+/// at TRACE it logs every WebSocket message it reads, bytes and all, and
+/// a login's message carries the password, a resume's the token.
+fn init_log(filter: &str) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::{FilterExt, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let env = EnvFilter::try_new(filter).unwrap_or_else(|error| {
+        eprintln!("sessiond: ignoring the log filter {filter:?} ({error}); logging at info");
+        EnvFilter::new("info")
+    });
+    let no_frames = filter_fn(|meta| {
+        let tungstenite = meta.target().starts_with("tungstenite")
+            || meta.target().starts_with("tokio_tungstenite");
+        !(tungstenite && *meta.level() == tracing::Level::TRACE)
+    });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_filter(env.and(no_frames)),
+        )
+        .init();
 }
 
 async fn run(

@@ -194,6 +194,9 @@ impl Settings {
     /// The listeners to bind.
     pub(crate) fn listeners(&self) -> Result<Vec<Listen>, String> {
         let path = self.ws_path.clone().unwrap_or_else(|| "/session".into());
+        if !path.starts_with('/') {
+            return Err(format!("bad ws_path {path:?}: a path starts with '/'"));
+        }
         let addr = |value: &Option<String>,
                     default: Option<&str>|
          -> Result<Option<std::net::SocketAddr>, String> {
@@ -273,6 +276,28 @@ impl Settings {
         };
         if core.min_heartbeat > core.max_heartbeat {
             return Err("min_heartbeat_ms is above max_heartbeat_ms".into());
+        }
+        // Values that would leave no session usable: refused at start
+        // rather than found out from the first clients.
+        for (name, zero) in [
+            ("min_heartbeat_ms", core.min_heartbeat.is_zero()),
+            ("heartbeat_ms", core.heartbeat.is_zero()),
+            ("pre_login_max_frame_len", core.pre_login_max_frame_len == 0),
+            ("max_frame_len", core.max_frame_len == 0),
+            ("max_pending_requests", core.max_pending_requests == 0),
+            ("max_unacked_events", core.max_unacked_events == 0),
+        ] {
+            if zero {
+                return Err(format!("{name} must be above 0"));
+            }
+        }
+        for (name, rate) in [
+            ("connection_rate", self.connection_rate),
+            ("failed_login_rate", self.failed_login_rate),
+        ] {
+            if rate.is_some_and(|rate| !rate.is_finite() || rate < 0.0) {
+                return Err(format!("{name} must be a number of 0 or more"));
+            }
         }
         let mut conflict = ConflictRules::default();
         if let Some(policy) = &self.conflict {
@@ -403,5 +428,53 @@ mod tests {
             ..Settings::default()
         };
         assert!(all_off.listeners().is_err());
+        let relative_path = Settings {
+            ws_path: Some("session".into()),
+            ..Settings::default()
+        };
+        assert!(relative_path.listeners().unwrap_err().contains("'/'"));
+    }
+
+    #[test]
+    fn values_that_leave_no_session_usable_are_refused() {
+        let zero = |settings: Settings| settings.options().unwrap_err();
+        assert!(
+            zero(Settings {
+                heartbeat_ms: Some(0),
+                min_heartbeat_ms: Some(0),
+                ..Settings::default()
+            })
+            .contains("above 0")
+        );
+        assert!(
+            zero(Settings {
+                max_frame_len: Some(0),
+                ..Settings::default()
+            })
+            .contains("max_frame_len")
+        );
+        assert!(
+            zero(Settings {
+                max_pending_requests: Some(0),
+                ..Settings::default()
+            })
+            .contains("max_pending_requests")
+        );
+        for rate in [-1.0, f64::NAN, f64::INFINITY] {
+            let error = zero(Settings {
+                connection_rate: Some(rate),
+                ..Settings::default()
+            });
+            assert!(error.contains("connection_rate"), "{rate}: {error}");
+        }
+        // Zero is allowed: each address then has its burst, never refilled.
+        assert!(
+            Settings {
+                connection_rate: Some(0.0),
+                ..Settings::default()
+            }
+            .options()
+            .is_ok()
+        );
     }
 }

@@ -1,0 +1,72 @@
+//! The `sessiond` binary itself: what it writes to its log.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Instant;
+
+use common::{SOON, TestClient};
+use session_core::{ClientEvent, Credentials};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+
+/// Even at `--log trace`, a login's password (and so any frame) stays out
+/// of the log: tungstenite, which logs every message it reads at TRACE,
+/// is held to DEBUG.
+#[tokio::test]
+async fn the_log_at_trace_carries_no_password() {
+    const PASSWORD: &str = "hunter2-never-logged";
+    let users = std::env::temp_dir().join(format!("sessiond-log-{}.users", std::process::id()));
+    std::fs::write(&users, format!("dave:{PASSWORD}\n")).unwrap();
+    let mut sessiond = Command::new(env!("CARGO_BIN_EXE_sessiond"))
+        .args([
+            "--tcp",
+            "127.0.0.1:0",
+            "--ws",
+            "127.0.0.1:0",
+            "--log",
+            "trace",
+        ])
+        .arg("--users")
+        .arg(&users)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sessiond starts");
+    let mut out = BufReader::new(sessiond.stdout.take().unwrap());
+    let mut log = String::new();
+    let url = tokio::time::timeout(SOON, async {
+        loop {
+            let mut line = String::new();
+            assert!(out.read_line(&mut line).await.unwrap() > 0, "{log}");
+            log += &line;
+            if let Some(url) = line.trim().strip_prefix("listening on ws://") {
+                return format!("ws://{url}");
+            }
+        }
+    })
+    .await
+    .expect("sessiond says where it listens");
+
+    let mut client = TestClient::connect(&url, Default::default()).await;
+    let credentials = Credentials {
+        user_id: "dave".into(),
+        credential: PASSWORD.into(),
+        device: "web".into(),
+        ..Default::default()
+    };
+    client.session.login(Instant::now(), credentials).unwrap();
+    let answer = client
+        .until(|e| matches!(e, ClientEvent::Online(_) | ClientEvent::LoginFailed(_)))
+        .await;
+    assert!(matches!(answer, ClientEvent::Online(_)), "{answer:?}");
+    drop(client);
+
+    sessiond.start_kill().unwrap();
+    out.read_to_string(&mut log).await.unwrap();
+    let _ = std::fs::remove_file(&users);
+    // The filter took: DEBUG lines are there (nothing of sessiond's own
+    // logs at TRACE).
+    assert!(log.contains("DEBUG"), "{log}");
+    assert!(!log.contains("hunter2"), "{log}");
+}
