@@ -70,3 +70,22 @@ async fn the_log_at_trace_carries_no_password() {
     assert!(log.contains("DEBUG"), "{log}");
     assert!(!log.contains("hunter2"), "{log}");
 }
+
+/// A users file with nobody in it stops `sessiond` at start, with the
+/// file's name, instead of a server nobody can log in to.
+#[tokio::test]
+async fn an_empty_users_file_stops_it_at_start() {
+    let users = std::env::temp_dir().join(format!("sessiond-empty-{}.users", std::process::id()));
+    std::fs::write(&users, "# nobody yet\n").unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_sessiond"))
+        .args(["--tcp", "127.0.0.1:0", "--ws", "off"])
+        .arg("--users")
+        .arg(&users)
+        .output();
+    let output = tokio::time::timeout(SOON, run).await.unwrap().unwrap();
+    let _ = std::fs::remove_file(&users);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("has no users"), "{stderr}");
+    assert!(stderr.contains(&*users.to_string_lossy()), "{stderr}");
+}

@@ -81,8 +81,15 @@ async fn run(
     let listeners = settings.listeners()?;
     let users = match &settings.users {
         Some(path) => {
-            let mut table = UserTable::from_file(path).map_err(|e| e.to_string())?;
+            let mut table = UserTable::from_file(path)
+                .map_err(|e| format!("cannot read the users file {}: {e}", path.display()))?;
             table.set_load_users(settings.load_users.unwrap_or(false));
+            if table.is_empty() && !settings.load_users.unwrap_or(false) {
+                return Err(format!(
+                    "the users file {} has no users: nobody could log in",
+                    path.display()
+                ));
+            }
             table
         }
         None => {
@@ -125,7 +132,7 @@ async fn run(
         println!("  load users: any `load-<n>` with password `{LOAD_PASSWORD}`");
     }
     println!("  requests are echoed; `to <user> <text>` relays <text> to that user's sessions");
-    if let Some((scheme, addr)) = server.local_addrs().first() {
+    if let (true, Some((scheme, addr))) = (demo_users, server.local_addrs().first()) {
         println!("  try: cargo run --bin session-cli -- {scheme}://{addr} alice alice-secret");
     }
     println!("  Ctrl-C (or SIGTERM) shuts down gracefully.");
