@@ -147,6 +147,11 @@ impl ServerProcess {
         ]
         .map(String::from)
         .into();
+        // As many connections as its descriptors allow (its listeners and
+        // log take a few), so that it need not warn of a limit it cannot
+        // reach.
+        all.push("--max-connections".into());
+        all.push(nofile.saturating_sub(100).max(1).to_string());
         all.extend_from_slice(args);
         let mut started = Started::spawn(binary, nofile, &all)?;
         let lines = &mut started.lines;

@@ -89,3 +89,31 @@ async fn an_empty_users_file_stops_it_at_start() {
     assert!(stderr.contains("has no users"), "{stderr}");
     assert!(stderr.contains(&*users.to_string_lossy()), "{stderr}");
 }
+
+/// Under an open-file limit below what `max_connections` needs, it says so
+/// at start (it used to say nothing, then log "accept failed" every 50 ms
+/// once the limit was reached).
+#[tokio::test]
+async fn an_open_file_limit_below_max_connections_is_reported() {
+    let sessiond = env!("CARGO_BIN_EXE_sessiond");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 256 && exec '{sessiond}' --tcp 127.0.0.1:0 --ws off --max-connections 1000"
+        ))
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut log = String::new();
+    tokio::time::timeout(SOON, async {
+        while !log.contains("sessiond is up") {
+            assert!(out.read_line(&mut log).await.unwrap() > 0, "{log}");
+        }
+    })
+    .await
+    .expect("sessiond starts");
+    child.start_kill().unwrap();
+    assert!(log.contains("open-file limit"), "{log}");
+}

@@ -24,8 +24,19 @@ fn main() -> ExitCode {
     // Before any thread starts: see `reserve_descriptors`. A few more than
     // the connections, for the listeners and the log.
     if let Ok(options) = &options {
-        let held = session_server::reserve_descriptors(options.max_connections.saturating_add(64));
+        let wanted = options.max_connections.saturating_add(64);
+        let held = session_server::reserve_descriptors(wanted);
         tracing::debug!(held, "descriptor table grown");
+        if held < wanted {
+            // Past the open-file limit, accepting fails until a
+            // connection closes: better said now than found in the log.
+            tracing::warn!(
+                held,
+                max_connections = options.max_connections,
+                "the open-file limit allows fewer descriptors than max_connections needs; \
+                 raise it (ulimit -n) or lower --max-connections"
+            );
+        }
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
