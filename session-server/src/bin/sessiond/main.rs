@@ -30,12 +30,22 @@ fn main() -> ExitCode {
         if held < wanted {
             // Past the open-file limit, accepting fails until a
             // connection closes: better said now than found in the log.
-            tracing::warn!(
-                held,
-                max_connections = options.max_connections,
-                "the open-file limit allows fewer descriptors than max_connections needs; \
-                 raise it (ulimit -n) or lower --max-connections"
-            );
+            // A warning when the operator chose `max_connections`; a note
+            // when it is the default, which few machines' limits reach.
+            let connections = held.saturating_sub(64);
+            if settings.max_connections.is_some() {
+                tracing::warn!(
+                    held,
+                    max_connections = options.max_connections,
+                    "the open-file limit allows fewer descriptors than max_connections needs; \
+                     raise it (ulimit -n) or lower --max-connections"
+                );
+            } else {
+                tracing::info!(
+                    connections,
+                    "the open-file limit (ulimit -n) caps connections below max_connections"
+                );
+            }
         }
     }
     let runtime = match tokio::runtime::Runtime::new() {
