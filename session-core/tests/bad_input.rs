@@ -58,6 +58,15 @@ fn client_frame(kind: v1::client_frame::Kind) -> Bytes {
     v1::ClientFrame { kind: Some(kind) }.encode_to_vec().into()
 }
 
+/// A request frame with an empty body.
+fn request(id: u64, ack_request_id: u64) -> Bytes {
+    client_frame(v1::client_frame::Kind::Request(v1::Request {
+        request_id: id,
+        body: Bytes::new(),
+        ack_request_id,
+    }))
+}
+
 fn heartbeat() -> Bytes {
     client_frame(v1::client_frame::Kind::Heartbeat(v1::Heartbeat::default()))
 }
@@ -66,10 +75,7 @@ fn heartbeat() -> Bytes {
 fn frames_before_login_are_a_protocol_error() {
     for frame in [
         heartbeat(),
-        client_frame(v1::client_frame::Kind::Request(v1::Request {
-            request_id: 1,
-            ..Default::default()
-        })),
+        request(1, 0),
         client_frame(v1::client_frame::Kind::Logout(v1::Logout::default())),
     ] {
         let (error, code) = close_code_for(false, frame);
@@ -116,10 +122,7 @@ fn a_second_login_on_an_open_session_is_a_protocol_error() {
 
 #[test]
 fn out_of_order_requests_and_bogus_acks_are_protocol_errors() {
-    let skip = client_frame(v1::client_frame::Kind::Request(v1::Request {
-        request_id: 5,
-        ..Default::default()
-    }));
+    let skip = request(5, 0);
     let (error, code) = close_code_for(true, skip);
     assert_eq!(
         error,
@@ -150,18 +153,10 @@ fn exceeding_the_request_window_is_a_policy_violation() {
     let now = world.now;
     let session = &mut world.slots[slot].session;
     for id in 1..=2 {
-        let request = client_frame(v1::client_frame::Kind::Request(v1::Request {
-            request_id: id,
-            ..Default::default()
-        }));
-        session.handle_frame(now, request).unwrap();
+        session.handle_frame(now, request(id, 0)).unwrap();
     }
-    let third = client_frame(v1::client_frame::Kind::Request(v1::Request {
-        request_id: 3,
-        ..Default::default()
-    }));
     assert_eq!(
-        session.handle_frame(now, third),
+        session.handle_frame(now, request(3, 0)),
         Err(ProtocolError::TooManyPendingRequests { limit: 2 })
     );
     assert_eq!(sent_close_code(session), CloseCode::PolicyViolation);
@@ -288,21 +283,14 @@ fn a_burst_of_resent_requests_then_an_ack_skips_stale_responses_in_a_loop() {
     let slot = world.slot_of(c);
     let now = world.now;
     let session = &mut world.slots[slot].session;
-    let request = |ack_request_id| {
-        client_frame(v1::client_frame::Kind::Request(v1::Request {
-            request_id: 1,
-            body: Bytes::new(),
-            ack_request_id,
-        }))
-    };
-    session.handle_frame(now, request(0)).unwrap();
+    session.handle_frame(now, request(1, 0)).unwrap();
     session
         .respond(1, Ok(Bytes::from_static(b"answer")))
         .unwrap();
     let mut out = BytesMut::new();
     while session.poll_transmit(&mut out, Framing::Bare).is_some() {}
     for _ in 0..50_000 {
-        session.handle_frame(now, request(0)).unwrap();
+        session.handle_frame(now, request(1, 0)).unwrap();
     }
     let ack = client_frame(v1::client_frame::Kind::Ack(v1::Ack {
         event_seq: 0,
@@ -407,14 +395,6 @@ fn a_frame_flood_is_a_policy_violation_and_a_steady_client_is_not() {
         sent_close_code(&mut world.slots[slot].session),
         CloseCode::PolicyViolation
     );
-}
-
-fn request(id: u64, ack_request_id: u64) -> Bytes {
-    client_frame(v1::client_frame::Kind::Request(v1::Request {
-        request_id: id,
-        body: Bytes::new(),
-        ack_request_id,
-    }))
 }
 
 /// The responses `session` sends now, by request id.
