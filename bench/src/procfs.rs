@@ -151,6 +151,20 @@ pub fn parse_machine_busy(stat: &str) -> Option<u64> {
     Some(v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7).unwrap_or(&0))
 }
 
+/// Time the hypervisor gave the machine's virtual CPUs to others while
+/// they had work (all CPUs), in clock ticks: steal, from the first line of
+/// `/proc/stat`.
+pub fn machine_steal_ticks() -> io::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    parse_machine_steal(&stat).ok_or_else(|| io::Error::other("malformed /proc/stat"))
+}
+
+/// See [`machine_steal_ticks`].
+pub fn parse_machine_steal(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    line.split_whitespace().nth(8)?.parse().ok()
+}
+
 /// The 1-minute load average.
 pub fn loadavg() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
@@ -210,6 +224,8 @@ mod tests {
     fn parses_machine_busy_time() {
         let stat = "cpu  10 1 5 100 7 2 3 4 0 0\ncpu0 1 1 1 1 1 1 1 1 0 0\n";
         assert_eq!(parse_machine_busy(stat), Some(10 + 1 + 5 + 2 + 3 + 4));
+        assert_eq!(parse_machine_steal(stat), Some(4));
+        assert_eq!(parse_machine_steal("cpu  10 1 5 100\n"), None);
     }
 
     #[test]

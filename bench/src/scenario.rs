@@ -264,6 +264,12 @@ async fn measure<T: Send + 'static>(
 /// under a limit of 20,000.
 const FLOOR_PAIRS: u64 = 9_000;
 
+/// How long the heartbeat floor's pairs stay idle before their heartbeats:
+/// longer than TCP's retransmission timeout (at least 200 ms), as S2cpu's
+/// sessions are idle for 30 s, so that the kernel treats each heartbeat as
+/// it does S2cpu's.
+const HEARTBEAT_FLOOR_IDLE: Duration = Duration::from_secs(1);
+
 /// Round trips per yardstick measurement (a few hundred milliseconds).
 const YARDSTICK_ROUND_TRIPS: u32 = 10_000;
 
@@ -511,6 +517,7 @@ impl Bench {
         } else {
             None
         };
+        let (steal_before, steal_since) = (procfs::machine_steal_ticks().ok(), Instant::now());
         let mut result = match scenario {
             Scenario::S1 => self.s1().await,
             Scenario::S2 => self.s2(Carrier::Tcp).await,
@@ -521,6 +528,43 @@ impl Bench {
             Scenario::S4 => self.s4().await,
             Scenario::Sim => self.sim().await,
         }?;
+        // The share of the machine's CPU time that the hypervisor gave to
+        // others during the run: on a shared virtual machine, the CPU-bound
+        // figures of a run with much of it are not comparable.
+        if let (Some(before), Ok(after)) = (steal_before, procfs::machine_steal_ticks()) {
+            let cpus = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+            let ticks = procfs::clock_ticks_per_second() as f64;
+            let wall = steal_since.elapsed().as_secs_f64().max(1e-9);
+            let steal = after.saturating_sub(before) as f64 / ticks;
+            result
+                .figures
+                .insert("steal_share".into(), steal / (wall * cpus));
+        }
+        if scenario == Scenario::S2cpu {
+            // After the run, whose logins' spread the floor's heartbeats
+            // take.
+            let pairs = self.sizes.s2cpu.min(FLOOR_PAIRS) as usize;
+            let spread = result.figures.get("login_wall_s").copied().unwrap_or(0.5);
+            let spread = Duration::from_secs_f64(spread.clamp(0.001, 60.0));
+            let floor = measure("heartbeat floor", move || {
+                yardstick::heartbeat_floor(pairs, spread, HEARTBEAT_FLOOR_IDLE)
+            })
+            .await?;
+            let figures = &mut result.figures;
+            // Each session's heartbeats in the window: one in the full
+            // size (30 s in 35 s), two in the quick one (2 s in 4 s).
+            let per_session = (self.sizes.s2cpu_window_s * 1000)
+                .checked_div(u64::from(self.sizes.s2cpu_heartbeat_ms))
+                .unwrap_or(0);
+            let heartbeats = (self.sizes.s2cpu * per_session) as f64;
+            let floor_cpu_s = floor.server_cpu_us * heartbeats / 1e6;
+            figures.insert("floor_server_cpu_us".into(), floor.server_cpu_us);
+            figures.insert("floor_client_cpu_us".into(), floor.client_cpu_us);
+            figures.insert("floor_cpu_s".into(), floor_cpu_s);
+            if let Some(&cpu_s) = figures.get("cpu_s").filter(|_| floor_cpu_s > 0.0) {
+                figures.insert("times_floor".into(), cpu_s / floor_cpu_s);
+            }
+        }
         if let Some(floor) = login_floor {
             let figures = &mut result.figures;
             figures.insert("floor_logins_per_s".into(), floor.per_s);
@@ -740,6 +784,8 @@ impl Bench {
             (after.cpu_ticks - before.cpu_ticks) as f64 / ticks,
         );
         figures.insert("online".into(), online.online as f64);
+        // The heartbeats in the window follow the logins' spread.
+        figures.insert("login_wall_s".into(), logins.wall_s);
         let mut details = json!({
             "sessions": n,
             "logged_in": logins.online,

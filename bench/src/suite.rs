@@ -130,6 +130,12 @@ pub fn rows(sizes: &Sizes) -> Vec<Row> {
             Info,
         ),
         row(S1, "share_of_floor", "S1 logins/s over its floor", Info),
+        row(
+            S1,
+            "steal_share",
+            "S1 steal: CPU taken by the host (share)",
+            Info,
+        ),
     ];
     for &n in &sizes.s2 {
         rows.push(row(
@@ -171,6 +177,19 @@ pub fn rows(sizes: &Sizes) -> Vec<Row> {
             Info,
         ),
         row(
+            S2cpu,
+            "floor_cpu_s",
+            "S2 floor: bare heartbeats, server CPU (s)",
+            Info,
+        ),
+        row(S2cpu, "times_floor", "S2 CPU over its floor", Info),
+        row(
+            S2cpu,
+            "steal_share",
+            "S2 steal: CPU taken by the host (share)",
+            Info,
+        ),
+        row(
             S3,
             "delivered_per_s",
             format!(
@@ -206,6 +225,12 @@ pub fn rows(sizes: &Sizes) -> Vec<Row> {
             Info,
         ),
         row(S3, "share_of_floor", "S3 delivered/s over its floor", Info),
+        row(
+            S3,
+            "steal_share",
+            "S3 steal: CPU taken by the host (share)",
+            Info,
+        ),
         row(
             S3lat,
             "latency_p50_ms",
@@ -249,6 +274,12 @@ pub fn rows(sizes: &Sizes) -> Vec<Row> {
             AtMost(0.0),
         ),
         row(
+            S3lat,
+            "steal_share",
+            "S3 paced steal: CPU taken by the host (share)",
+            Info,
+        ),
+        row(
             S4,
             "close_s",
             format!("S4 all {} closed by the server (s)", sizes.s4),
@@ -259,6 +290,12 @@ pub fn rows(sizes: &Sizes) -> Vec<Row> {
             S4,
             "yardstick_rt_wall_us",
             "S4 yardstick: round trip wall time (us)",
+            Info,
+        ),
+        row(
+            S4,
+            "steal_share",
+            "S4 steal: CPU taken by the host (share)",
             Info,
         ),
     ]);

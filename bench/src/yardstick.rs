@@ -432,6 +432,221 @@ fn log_in(addr: std::net::SocketAddr, sessions: usize, in_flight: usize) -> io::
     })
 }
 
+/// What [`heartbeat_floor`] found.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct HeartbeatFloor {
+    /// CPU time of the answering threads per heartbeat, µs: the server's
+    /// side of a bare heartbeat.
+    pub server_cpu_us: f64,
+    /// CPU time of the heartbeating threads per heartbeat, µs.
+    pub client_cpu_us: f64,
+}
+
+/// Bytes of the floor's heartbeat, about a `Heartbeat` frame.
+const FLOOR_HEARTBEAT: usize = 12;
+/// Bytes of the floor's answer, about a `HeartbeatAck` frame.
+const FLOOR_HEARTBEAT_ANSWER: usize = 20;
+/// Threads sending the floor's heartbeats, as S2cpu's load-generator
+/// processes.
+const FLOOR_HEARTBEATERS: usize = 2;
+
+/// The server's side of a heartbeat over bare loopback TCP, S2cpu's shape
+/// without a protocol: `pairs` connected socket pairs, each first logged
+/// in (a login's worth of bytes each way) and then idle for `idle`, longer
+/// than TCP's retransmission timeout, as S2cpu's sessions are idle between
+/// heartbeats. Then two threads (S2cpu has two load-generator processes)
+/// send one heartbeat's worth of bytes on each of their pairs, evenly
+/// spread over `spread`, as S2cpu's heartbeats follow its logins. One
+/// thread per core, each with every n-th pair, answers them through
+/// edge-triggered epoll, as `sessiond`'s reactors do: it reads each
+/// readable socket into one shared buffer and writes an answer's worth of
+/// bytes. Holds `2 × pairs` descriptors meanwhile.
+///
+/// The answering threads' CPU time per heartbeat is what the kernel alone
+/// costs a server per heartbeat on this machine, with nothing of a
+/// session's work.
+pub fn heartbeat_floor(
+    pairs: usize,
+    spread: std::time::Duration,
+    idle: std::time::Duration,
+) -> io::Result<HeartbeatFloor> {
+    let pairs = pairs.max(1);
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let mut clients = Vec::with_capacity(pairs);
+    let mut servers = Vec::with_capacity(pairs);
+    let (mut login, mut login_answer) = ([1u8; FLOOR_LOGIN], [2u8; FLOOR_ANSWER]);
+    for _ in 0..pairs {
+        let mut client = TcpStream::connect(addr)?;
+        let (mut server, _) = listener.accept()?;
+        client.set_nodelay(true)?;
+        server.set_nodelay(true)?;
+        client.write_all(&login)?;
+        server.read_exact(&mut login)?;
+        server.write_all(&login_answer)?;
+        client.read_exact(&mut login_answer)?;
+        client.set_nonblocking(true)?;
+        server.set_nonblocking(true)?;
+        clients.push(mio::net::TcpStream::from_std(client));
+        servers.push(mio::net::TcpStream::from_std(server));
+    }
+    drop(listener);
+    std::thread::sleep(idle);
+
+    // One answering thread per core, as sessiond has one reactor per core,
+    // each with every n-th pair, as sessiond hands its sessions to its
+    // reactors in turn.
+    let answerers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(pairs);
+    let mut shares: Vec<Vec<_>> = (0..answerers).map(|_| Vec::new()).collect();
+    for (i, server) in servers.into_iter().enumerate() {
+        shares[i % answerers].push(server);
+    }
+    let answering: Vec<_> = shares
+        .into_iter()
+        .map(|mine| std::thread::spawn(move || answer(mine)))
+        .collect();
+
+    let per_thread = pairs.div_ceil(FLOOR_HEARTBEATERS);
+    let threads: Vec<_> = (0..FLOOR_HEARTBEATERS)
+        .map(|_| {
+            let mine: Vec<_> = clients.drain(..per_thread.min(clients.len())).collect();
+            std::thread::spawn(move || heartbeat(mine, spread))
+        })
+        .collect();
+    let mut client_ns = 0;
+    for thread in threads {
+        client_ns += thread
+            .join()
+            .map_err(|_| io::Error::other("a heartbeating thread panicked"))??;
+    }
+    let mut server_ns = 0;
+    for thread in answering {
+        server_ns += thread
+            .join()
+            .map_err(|_| io::Error::other("an answering thread panicked"))??;
+    }
+    let n = pairs as f64;
+    Ok(HeartbeatFloor {
+        server_cpu_us: server_ns as f64 / 1e3 / n,
+        client_cpu_us: client_ns as f64 / 1e3 / n,
+    })
+}
+
+/// One answering thread of [`heartbeat_floor`]: answers one heartbeat on
+/// each of `streams`, and returns its CPU time once all were answered.
+fn answer(mut streams: Vec<mio::net::TcpStream>) -> io::Result<u64> {
+    use std::time::Duration;
+
+    use mio::{Events, Interest, Poll, Token};
+
+    let mut poll = Poll::new()?;
+    for (i, stream) in streams.iter_mut().enumerate() {
+        poll.registry()
+            .register(stream, Token(i), Interest::READABLE)?;
+    }
+    let start = thread_cpu_ns()?;
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; 64 * 1024];
+    let answer = [3u8; FLOOR_HEARTBEAT_ANSWER];
+    let mut got = 0usize;
+    while got < streams.len() * FLOOR_HEARTBEAT {
+        poll.poll(&mut events, Some(Duration::from_secs(10)))?;
+        if events.is_empty() {
+            return Err(io::Error::other("the heartbeat floor stalled"));
+        }
+        for event in &events {
+            let stream = &mut streams[event.token().0];
+            let mut read = 0;
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        read += n;
+                        // A short read drained the socket (epoll(7)).
+                        if n < buf.len() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if read > 0 {
+                got += read;
+                stream.write_all(&answer)?;
+            }
+        }
+    }
+    Ok(thread_cpu_ns()? - start)
+}
+
+/// One heartbeating thread of [`heartbeat_floor`]: sends a heartbeat on
+/// each of `streams`, evenly spread over `spread`, and returns its CPU
+/// time once every answer came back.
+fn heartbeat(
+    mut streams: Vec<mio::net::TcpStream>,
+    spread: std::time::Duration,
+) -> io::Result<u64> {
+    use std::time::Duration;
+
+    use mio::{Events, Interest, Poll, Token};
+
+    let start = thread_cpu_ns()?;
+    let mut poll = Poll::new()?;
+    for (i, stream) in streams.iter_mut().enumerate() {
+        poll.registry()
+            .register(stream, Token(i), Interest::READABLE)?;
+    }
+    let mut events = Events::with_capacity(1024);
+    let mut buf = [0u8; 4096];
+    let heartbeat = [4u8; FLOOR_HEARTBEAT];
+    let total = streams.len();
+    let (mut sent, mut answered) = (0, 0);
+    let began = Instant::now();
+    while answered < total {
+        // Send every heartbeat that is due.
+        let due = if total == 0 {
+            total
+        } else {
+            let share = began.elapsed().as_secs_f64() / spread.as_secs_f64().max(1e-9);
+            ((share * total as f64) as usize + 1).min(total)
+        };
+        while sent < due {
+            streams[sent].write_all(&heartbeat)?;
+            sent += 1;
+        }
+        let wait = if sent < total {
+            let next = spread.mul_f64(sent as f64 / total as f64);
+            next.saturating_sub(began.elapsed())
+        } else {
+            Duration::from_secs(10)
+        };
+        poll.poll(&mut events, Some(wait))?;
+        if events.is_empty() && sent == total {
+            return Err(io::Error::other("the heartbeat floor's answers stalled"));
+        }
+        for event in &events {
+            let stream = &mut streams[event.token().0];
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        answered += n / FLOOR_HEARTBEAT_ANSWER;
+                        if n < buf.len() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(thread_cpu_ns()? - start)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,6 +667,17 @@ mod tests {
     fn the_login_floor_answers_every_login() {
         let floor = login_floor(300, 50).expect("measures");
         assert!(floor.per_s > 0.0 && floor.p99_ms > 0.0, "{floor:?}");
+    }
+
+    #[test]
+    fn the_heartbeat_floor_answers_every_heartbeat() {
+        // Returns only once every heartbeat was answered.
+        let spread = std::time::Duration::from_millis(50);
+        let floor = heartbeat_floor(100, spread, spread).expect("measures");
+        assert!(
+            floor.server_cpu_us > 0.0 && floor.client_cpu_us > 0.0,
+            "{floor:?}"
+        );
     }
 
     #[test]
