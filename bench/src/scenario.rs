@@ -264,11 +264,11 @@ async fn measure<T: Send + 'static>(
 /// under a limit of 20,000.
 const FLOOR_PAIRS: u64 = 9_000;
 
-/// How long the heartbeat floor's pairs stay idle before their heartbeats:
+/// How long the bare heartbeats' pairs stay idle before their heartbeats:
 /// longer than TCP's retransmission timeout (at least 200 ms), as S2cpu's
 /// sessions are idle for 30 s, so that the kernel treats each heartbeat as
 /// it does S2cpu's.
-const HEARTBEAT_FLOOR_IDLE: Duration = Duration::from_secs(1);
+const BARE_HEARTBEATS_IDLE: Duration = Duration::from_secs(1);
 
 /// Round trips per yardstick measurement (a few hundred milliseconds).
 const YARDSTICK_ROUND_TRIPS: u32 = 10_000;
@@ -541,13 +541,13 @@ impl Bench {
                 .insert("steal_share".into(), steal / (wall * cpus));
         }
         if scenario == Scenario::S2cpu {
-            // After the run, whose logins' spread the floor's heartbeats
+            // After the run, whose logins' spread the bare heartbeats
             // take.
             let pairs = self.sizes.s2cpu.min(FLOOR_PAIRS) as usize;
             let spread = result.figures.get("login_wall_s").copied().unwrap_or(0.5);
             let spread = Duration::from_secs_f64(spread.clamp(0.001, 60.0));
-            let floor = measure("heartbeat floor", move || {
-                yardstick::heartbeat_floor(pairs, spread, HEARTBEAT_FLOOR_IDLE)
+            let bare = measure("bare heartbeats", move || {
+                yardstick::bare_heartbeats(pairs, spread, BARE_HEARTBEATS_IDLE)
             })
             .await?;
             let figures = &mut result.figures;
@@ -557,12 +557,12 @@ impl Bench {
                 .checked_div(u64::from(self.sizes.s2cpu_heartbeat_ms))
                 .unwrap_or(0);
             let heartbeats = (self.sizes.s2cpu * per_session) as f64;
-            let floor_cpu_s = floor.server_cpu_us * heartbeats / 1e6;
-            figures.insert("floor_server_cpu_us".into(), floor.server_cpu_us);
-            figures.insert("floor_client_cpu_us".into(), floor.client_cpu_us);
-            figures.insert("floor_cpu_s".into(), floor_cpu_s);
-            if let Some(&cpu_s) = figures.get("cpu_s").filter(|_| floor_cpu_s > 0.0) {
-                figures.insert("times_floor".into(), cpu_s / floor_cpu_s);
+            let bare_cpu_s = bare.server_cpu_us * heartbeats / 1e6;
+            figures.insert("bare_server_cpu_us".into(), bare.server_cpu_us);
+            figures.insert("bare_client_cpu_us".into(), bare.client_cpu_us);
+            figures.insert("bare_cpu_s".into(), bare_cpu_s);
+            if let Some(&cpu_s) = figures.get("cpu_s").filter(|_| bare_cpu_s > 0.0) {
+                figures.insert("times_bare".into(), cpu_s / bare_cpu_s);
             }
         }
         if let Some(floor) = login_floor {

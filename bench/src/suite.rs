@@ -176,13 +176,8 @@ pub fn rows(sizes: &Sizes) -> Vec<Row> {
             "S2 yardstick: round trip CPU (us)",
             Info,
         ),
-        row(
-            S2cpu,
-            "floor_cpu_s",
-            "S2 floor: bare heartbeats, server CPU (s)",
-            Info,
-        ),
-        row(S2cpu, "times_floor", "S2 CPU over its floor", Info),
+        row(S2cpu, "bare_cpu_s", "S2 bare loop: server CPU (s)", Info),
+        row(S2cpu, "times_bare", "S2 CPU over the bare loop's", Info),
         row(
             S2cpu,
             "steal_share",
