@@ -173,6 +173,48 @@ async fn it_exits_after_a_logout_with_input_still_open(kind: Kind) {
     assert_eq!(status, 0, "{seen:?}");
 }
 
+/// Once its reader closes standard output (`session-cli ... | head -2`),
+/// the tool exits quietly with 141, as a program ended by SIGPIPE, instead
+/// of panicking at its next line of output.
+#[tokio::test]
+async fn a_closed_output_ends_the_tool_quietly() {
+    let server = TestServer::start().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_session-cli"))
+        .args([server.url(Kind::Tcp).as_str(), "alice", "alice-secret"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("session-cli starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let online = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("[online]") {
+                return;
+            }
+        }
+        panic!("no [online] line");
+    };
+    tokio::time::timeout(SOON, online).await.expect("online");
+    drop(lines);
+    // The reply is the next line of output, and nobody reads it.
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin.write_all(b"hello\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let status = tokio::time::timeout(SOON, child.wait())
+        .await
+        .expect("exits with its input still open")
+        .unwrap();
+    let mut errors = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut errors)
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(141), "{errors}");
+    assert!(!errors.contains("panicked"), "{errors}");
+}
+
 over_tcp_and_ws!(
     the_end_of_input_waits_for_the_replies,
     it_exits_after_a_logout_with_input_still_open,

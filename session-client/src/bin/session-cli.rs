@@ -67,12 +67,29 @@ struct Args {
     drop_after: f64,
 }
 
+/// Exit code once standard output is gone: 128 + SIGPIPE, what a shell
+/// reports for a program that a closed pipe ended.
+const EXIT_OUTPUT_GONE: i32 = 141;
+
+/// `println!`, except that once standard output is gone (its reader
+/// closed the pipe, as `| head` does), the tool exits quietly with
+/// [`EXIT_OUTPUT_GONE`] instead of panicking: nobody is left to read what
+/// it would say. (Rust ignores SIGPIPE, so the write fails instead.)
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, $($arg)*).and_then(|()| out.flush()).is_err() {
+            std::process::exit(EXIT_OUTPUT_GONE);
+        }
+    }};
+}
+
 /// Prints every lifecycle change as it happens.
 struct Printer;
 
 impl ClientListener for Printer {
     fn on_connected(&self) {
-        println!("[connected]");
+        say!("[connected]");
     }
 
     fn on_disconnected(&self, reason: DisconnectReason) {
@@ -82,7 +99,7 @@ impl ClientListener for Printer {
             DisconnectReason::ServerSilent => "server silent",
             _ => "unknown reason",
         };
-        println!("[disconnected] {reason}");
+        say!("[disconnected] {reason}");
     }
 
     fn on_online(&self, info: &OnlineInfo) {
@@ -91,14 +108,16 @@ impl ClientListener for Printer {
         } else {
             "session"
         };
-        println!(
+        say!(
             "[online] {how} {} heartbeat {:?} timeout {:?}",
-            info.session_id, info.heartbeat, info.session_timeout
+            info.session_id,
+            info.heartbeat,
+            info.session_timeout
         );
     }
 
     fn on_offline(&self, reason: &CloseReason) {
-        println!("[offline] {reason}");
+        say!("[offline] {reason}");
     }
 }
 
@@ -161,7 +180,7 @@ async fn run(args: Args) -> Result<i32, String> {
     if let Some(mut events) = client.take_events() {
         tokio::spawn(async move {
             while let Some(event) = events.next().await {
-                println!(
+                say!(
                     "[event {}] {}",
                     event.seq,
                     String::from_utf8_lossy(&event.body)
@@ -173,13 +192,11 @@ async fn run(args: Args) -> Result<i32, String> {
         let client = client.clone();
         tokio::spawn(async move {
             tokio::time::sleep(drop_after).await;
-            println!(
-                "[demo] dropping the connection; events sent meanwhile are replayed on resume"
-            );
+            say!("[demo] dropping the connection; events sent meanwhile are replayed on resume");
             client.drop_connection().await;
         });
     }
-    println!("Type a line to send it as a request; /help for commands.");
+    say!("Type a line to send it as a request; /help for commands.");
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
@@ -239,7 +256,7 @@ async fn command(
 ) {
     match line {
         "" => {}
-        "/help" => println!(
+        "/help" => say!(
             "/drop    drop the connection (the session is suspended)\n\
              /resume  resume the suspended session\n\
              /logout  log out and quit (also /quit, or end of input)\n\
@@ -248,7 +265,7 @@ async fn command(
         "/drop" => client.drop_connection().await,
         "/resume" => resume(client, resuming, Duration::ZERO),
         "/logout" | "/quit" => logout(client).await,
-        line if line.starts_with('/') => println!("[error] unknown command {line}; try /help"),
+        line if line.starts_with('/') => say!("[error] unknown command {line}; try /help"),
         line => {
             let number = numbers.fetch_add(1, Ordering::Relaxed) + 1;
             let client = client.clone();
@@ -256,9 +273,9 @@ async fn command(
             requests.spawn(async move {
                 match client.request(body).await {
                     Ok(response) => {
-                        println!("[reply {number}] {}", String::from_utf8_lossy(&response));
+                        say!("[reply {number}] {}", String::from_utf8_lossy(&response));
                     }
-                    Err(error) => println!("[reply {number}] error: {error}"),
+                    Err(error) => say!("[reply {number}] error: {error}"),
                 }
             });
         }
@@ -274,13 +291,13 @@ fn resume(client: &Client, resuming: &Arc<AtomicBool>, after: Duration) {
     let (client, resuming) = (client.clone(), resuming.clone());
     tokio::spawn(async move {
         tokio::time::sleep(after).await;
-        println!("[resuming]");
+        say!("[resuming]");
         let policy = RetryPolicy {
             initial: Duration::from_secs(1),
             ..RetryPolicy::default()
         };
         if let Err(error) = client.resume_with_backoff(&policy).await {
-            println!("[error] resume failed: {error}");
+            say!("[error] resume failed: {error}");
         }
         resuming.store(false, Ordering::SeqCst);
     });
@@ -288,6 +305,6 @@ fn resume(client: &Client, resuming: &Arc<AtomicBool>, after: Duration) {
 
 async fn logout(client: &Client) {
     if let Err(error) = client.logout().await {
-        println!("[error] logout: {error}");
+        say!("[error] logout: {error}");
     }
 }
