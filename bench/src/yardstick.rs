@@ -468,9 +468,9 @@ const BARE_HEARTBEATERS: usize = 2;
 /// costs per heartbeat on this machine, with nothing of a session's work:
 /// almost all of it is the kernel's. It is not a strict floor: the
 /// kernel's cost of a wake-up depends on how the threads of both sides
-/// are placed and timed, and `sessiond`'s came in 8–25 % under this
-/// loop's in the runs of `docs/benchmarks.md` ("S2cpu against a bare
-/// loop").
+/// are placed and timed, and `sessiond`'s came to 0.75–1.33 of this
+/// loop's, median 0.87, in the runs of `docs/benchmarks.md` ("S2cpu
+/// against a bare loop").
 pub fn bare_heartbeats(
     pairs: usize,
     spread: std::time::Duration,
