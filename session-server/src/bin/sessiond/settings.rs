@@ -37,10 +37,11 @@ pub(crate) struct Settings {
     /// Secure WebSocket listen address [default: off]; needs --cert and --key.
     #[arg(long, value_name = "ADDR")]
     pub(crate) wss: Option<String>,
-    /// Certificate chain, PEM.
+    /// Certificate chain, PEM, for --tls and --wss (an error without
+    /// either).
     #[arg(long, value_name = "FILE")]
     pub(crate) cert: Option<PathBuf>,
-    /// Private key, PEM.
+    /// Private key, PEM, for --tls and --wss (an error without either).
     #[arg(long, value_name = "FILE")]
     pub(crate) key: Option<PathBuf>,
 
@@ -240,6 +241,18 @@ impl Settings {
         if listeners.is_empty() {
             return Err("every listener is off".into());
         }
+        // A certificate without a listener to use it means the operator
+        // believes TLS is on while every listener is plain: say so.
+        let secure = listeners
+            .iter()
+            .any(|l| matches!(l, Listen::Tls { .. } | Listen::Wss { .. }));
+        if !secure && (self.cert.is_some() || self.key.is_some()) {
+            return Err(
+                "--cert and --key serve --tls and --wss, and neither is on: \
+                 add one, or leave out --cert and --key"
+                    .into(),
+            );
+        }
         Ok(listeners)
     }
 
@@ -422,6 +435,34 @@ mod tests {
             ..Settings::default()
         };
         assert!(tls_without_cert.listeners().unwrap_err().contains("--cert"));
+        // And a certificate with no TLS listener to serve.
+        for (cert, key) in [
+            (Some("c.pem"), Some("k.pem")),
+            (Some("c.pem"), None),
+            (None, Some("k.pem")),
+        ] {
+            let cert_without_tls = Settings {
+                cert: cert.map(PathBuf::from),
+                key: key.map(PathBuf::from),
+                ..Settings::default()
+            };
+            let error = cert_without_tls.listeners().unwrap_err();
+            assert!(error.contains("neither is on"), "{error}");
+            let with_wss = Settings {
+                wss: Some("127.0.0.1:7703".into()),
+                ..cert_without_tls
+            };
+            if cert.is_some() && key.is_some() {
+                assert_eq!(with_wss.listeners().unwrap().len(), 3);
+            } else {
+                assert!(
+                    with_wss
+                        .listeners()
+                        .unwrap_err()
+                        .contains("need --cert and --key")
+                );
+            }
+        }
         let all_off = Settings {
             tcp: Some("off".into()),
             ws: Some("off".into()),
