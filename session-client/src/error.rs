@@ -151,7 +151,8 @@ impl ResumeError {
     /// Whether the session is still suspended and trying again later may
     /// succeed. A [`Closed`](Self::Closed) counts only when the server
     /// said when to come back (`retry_after`) or its code
-    /// [`may_reconnect`](session_core::CloseCode::may_reconnect): a resume closed for a
+    /// [`may_reconnect`](session_core::CloseCode::may_reconnect), as
+    /// [`CloseReason::may_reconnect`] weighs them: a resume closed for a
     /// protocol error, say, would only be closed again (the session stays
     /// suspended until it expires or the application logs out).
     pub fn is_retryable(&self) -> bool {
@@ -159,9 +160,7 @@ impl ResumeError {
             Self::Connect(_) | Self::TimedOut | Self::ConnectionLost | Self::Rejected { .. } => {
                 true
             }
-            Self::Closed(CloseReason::Server {
-                code, retry_after, ..
-            }) => retry_after.is_some() || code.may_reconnect(),
+            Self::Closed(reason @ CloseReason::Server { .. }) => reason.may_reconnect(),
             Self::Closed(_) => true,
             Self::NotSuspended | Self::SessionEnded(_) | Self::Terminated => false,
         }

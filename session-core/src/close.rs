@@ -112,6 +112,11 @@ impl CloseCode {
     /// `reconnect` advice of Centrifugo). A logged-out, kicked, replaced or
     /// revoked session, or one that broke the protocol, should not come back
     /// on its own.
+    ///
+    /// This is the code's advice alone. A close signal that also says when
+    /// to come back (`retry_after`: a rate limit sends `POLICY_VIOLATION`
+    /// with one) may be followed after that wait whatever its code:
+    /// [`CloseReason::may_reconnect`] weighs both.
     pub fn may_reconnect(self) -> bool {
         match self {
             Self::Expired
@@ -357,6 +362,34 @@ impl CloseReason {
             Self::ProtocolViolation(_) => CloseCode::ProtocolError,
         }
     }
+
+    /// Whether the application may connect and log in again, on its own,
+    /// after this: when the server said when to come back (`retry_after`,
+    /// after that wait), or when [`code`](Self::code)
+    /// [`may_reconnect`](CloseCode::may_reconnect). So a rate limit's
+    /// `POLICY_VIOLATION` with a hint may come back and a too-large frame's
+    /// without one may not; nor may a logout or a kick.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use session_core::{CloseCode, CloseReason};
+    ///
+    /// let limited = CloseReason::Server {
+    ///     code: CloseCode::PolicyViolation,
+    ///     message: "too many connections from your address".into(),
+    ///     retry_after: Some(Duration::from_secs(1)),
+    /// };
+    /// assert!(limited.may_reconnect());
+    /// assert!(!CloseReason::LoggedOut.may_reconnect());
+    /// ```
+    pub fn may_reconnect(&self) -> bool {
+        match self {
+            Self::Server {
+                code, retry_after, ..
+            } => retry_after.is_some() || code.may_reconnect(),
+            other => other.code().may_reconnect(),
+        }
+    }
 }
 
 impl fmt::Display for CloseReason {
@@ -377,6 +410,27 @@ impl fmt::Display for CloseReason {
 #[cfg(test)]
 mod tests {
     use super::{CloseCode, RejectCode};
+
+    #[test]
+    fn a_hint_to_come_back_outweighs_the_code() {
+        use std::time::Duration;
+
+        use super::CloseReason;
+
+        let server = |code, retry_after| CloseReason::Server {
+            code,
+            message: String::new(),
+            retry_after,
+        };
+        let hint = Some(Duration::from_millis(500));
+        assert!(server(CloseCode::PolicyViolation, hint).may_reconnect());
+        assert!(!server(CloseCode::PolicyViolation, None).may_reconnect());
+        assert!(server(CloseCode::ServerShutdown, None).may_reconnect());
+        assert!(!server(CloseCode::Kicked, None).may_reconnect());
+        assert!(!CloseReason::LoggedOut.may_reconnect());
+        // Expired while suspended: a new login may follow.
+        assert!(CloseReason::Expired.may_reconnect());
+    }
 
     #[test]
     fn application_codes_outside_their_range_do_not_pose_as_others() {
