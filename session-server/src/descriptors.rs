@@ -1,6 +1,41 @@
-//! Sizing the process's file-descriptor table before the threads start.
+//! Sizing the process's file-descriptor table before the threads start,
+//! and its open-file limit.
 
 use std::fs::File;
+
+/// Raises this process's soft open-file limit (`RLIMIT_NOFILE`) to
+/// `wanted` descriptors, or to its hard limit if that is lower; never
+/// lowers it. Returns the soft limit before and after (`u64::MAX` for no
+/// limit).
+///
+/// Many systems start processes with a soft limit of 1,024 under a hard
+/// limit hundreds of times higher, which would cap a server near a
+/// thousand connections. The soft limit is the process's own to raise up
+/// to the hard one, as Go's runtime does for every program; the hard
+/// limit is the administrator's, and stays.
+///
+/// ```
+/// let (before, after) = session_server::raise_open_file_limit(256).unwrap();
+/// assert!(after >= before);
+/// ```
+pub fn raise_open_file_limit(wanted: u64) -> std::io::Result<(u64, u64)> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+
+    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
+    let (soft, hard) = (current.unwrap_or(u64::MAX), maximum.unwrap_or(u64::MAX));
+    let target = wanted.min(hard);
+    if target <= soft {
+        return Ok((soft, soft));
+    }
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(target),
+            maximum,
+        },
+    )?;
+    Ok((soft, target))
+}
 
 /// Grows this process's file-descriptor table to hold `count` descriptors
 /// (or as many as its open-file limit allows), then releases them; returns

@@ -60,7 +60,7 @@ pub use api::{
     Authenticator, DenyAll, Identity, LoginAttempt, NoopListener, NotFound, Rejection,
     RequestHandler, SessionInfo, SessionListener,
 };
-pub use descriptors::reserve_descriptors;
+pub use descriptors::{raise_open_file_limit, reserve_descriptors};
 pub use handle::{LifecycleEvent, LifecycleKind, SendError, ServerHandle};
 pub use limits::LimitExceeded;
 pub use options::{Rate, ServerOptions};

@@ -90,6 +90,58 @@ async fn an_empty_users_file_stops_it_at_start() {
     assert!(stderr.contains(&*users.to_string_lossy()), "{stderr}");
 }
 
+/// A soft open-file limit below what `max_connections` needs, under a
+/// hard one that allows it, is raised as far as needed: `sessiond` says so,
+/// has no cap to report, and the process's limit is the new one.
+#[tokio::test]
+async fn a_low_soft_open_file_limit_is_raised() {
+    let sessiond = env!("CARGO_BIN_EXE_sessiond");
+    // Only the soft limit: the hard one (20,000 here, far more on most
+    // machines) stays above the 1,064 descriptors asked for.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 256 && exec '{sessiond}' --tcp 127.0.0.1:0 --ws off --max-connections 1000"
+        ))
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut log = String::new();
+    tokio::time::timeout(SOON, async {
+        while !log.contains("sessiond is up") {
+            assert!(out.read_line(&mut log).await.unwrap() > 0, "{log}");
+        }
+    })
+    .await
+    .expect("sessiond starts");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    child.start_kill().unwrap();
+    // "Max open files  <soft>  <hard>  files"
+    let open_files = |limits: &str| -> (String, String) {
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap_or_else(|| panic!("{limits}"));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields[3].to_owned(), fields[4].to_owned())
+    };
+    let (soft, hard) = open_files(&limits);
+    assert!(log.contains("raised the open-file limit"), "{log}");
+    // As far as needed, not to the hard limit; unless the hard limit is
+    // lower (not on this project's machines), when the cap is reported.
+    let (_, own_hard) = open_files(&std::fs::read_to_string("/proc/self/limits").unwrap());
+    if own_hard.parse::<u64>().is_ok_and(|hard| hard < 1064) {
+        assert_eq!(soft, hard, "{limits}");
+        assert!(log.contains("caps connections"), "{log}");
+    } else {
+        assert_eq!(soft, "1064", "{limits}");
+        assert!(!log.contains("caps connections"), "{log}");
+    }
+}
+
 /// Under an open-file limit below what `max_connections` needs, it says so
 /// at start (it used to say nothing, then log "accept failed" every 50 ms
 /// once the limit was reached).

@@ -25,6 +25,15 @@ fn main() -> ExitCode {
     // the connections, for the listeners and the log.
     if let Ok(options) = &options {
         let wanted = options.max_connections.saturating_add(64);
+        // First the soft open-file limit, up to the hard one: it is often
+        // 1,024, which would cap the server near a thousand connections.
+        match session_server::raise_open_file_limit(wanted as u64) {
+            Ok((before, after)) if after > before => {
+                tracing::info!(from = before, to = after, "raised the open-file limit");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+        }
         let held = session_server::reserve_descriptors(wanted);
         tracing::debug!(held, "descriptor table grown");
         if held < wanted {
