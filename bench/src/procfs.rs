@@ -141,8 +141,7 @@ pub fn machine_busy_ticks() -> io::Result<u64> {
 
 /// See [`machine_busy_ticks`].
 pub fn parse_machine_busy(stat: &str) -> Option<u64> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line
+    let v: Vec<u64> = cpu_line(stat)?
         .split_whitespace()
         .skip(1)
         .map(|f| f.parse().unwrap_or(0))
@@ -161,8 +160,12 @@ pub fn machine_steal_ticks() -> io::Result<u64> {
 
 /// See [`machine_steal_ticks`].
 pub fn parse_machine_steal(stat: &str) -> Option<u64> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    line.split_whitespace().nth(8)?.parse().ok()
+    cpu_line(stat)?.split_whitespace().nth(8)?.parse().ok()
+}
+
+/// The first line of `/proc/stat`'s text: all CPUs together.
+fn cpu_line(stat: &str) -> Option<&str> {
+    stat.lines().find(|l| l.starts_with("cpu "))
 }
 
 /// The 1-minute load average.

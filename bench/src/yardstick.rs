@@ -147,21 +147,7 @@ pub fn delivery_floor(pairs: usize, messages: usize) -> io::Result<Floor> {
                 return Err(io::Error::other("the delivery floor stalled"));
             }
             for event in &events {
-                let stream = &mut readers[event.token().0];
-                loop {
-                    match stream.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            got += n as u64;
-                            // A short read drained the socket (epoll(7)).
-                            if n < buf.len() {
-                                break;
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e),
-                    }
-                }
+                got += drain(&mut readers[event.token().0], &mut buf)? as u64;
             }
         }
         Ok(thread_cpu_ns()? - start)
@@ -197,6 +183,28 @@ pub fn delivery_floor(pairs: usize, messages: usize) -> io::Result<Floor> {
         per_s: delivered / wall,
         cpu_us: cpu_ns as f64 / 1e3 / delivered,
     })
+}
+
+/// Reads what `stream` has into `buf`, over and over, until a read comes
+/// up short (under edge-triggered epoll a short read drained the socket:
+/// epoll(7)), finds the end of the stream, or would block; returns how many
+/// bytes it read. The readers of the floors and of the bare heartbeats,
+/// as a reactor reads.
+fn drain(stream: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut read = 0;
+    loop {
+        match stream.read(buf) {
+            Ok(0) => return Ok(read),
+            Ok(n) => {
+                read += n;
+                if n < buf.len() {
+                    return Ok(read);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(read),
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// What [`login_floor`] found.
@@ -564,21 +572,7 @@ fn answer(mut streams: Vec<mio::net::TcpStream>) -> io::Result<u64> {
         }
         for event in &events {
             let stream = &mut streams[event.token().0];
-            let mut read = 0;
-            loop {
-                match stream.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        read += n;
-                        // A short read drained the socket (epoll(7)).
-                        if n < buf.len() {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
-                }
-            }
+            let read = drain(stream, &mut buf)?;
             if read > 0 {
                 got += read;
                 stream.write_all(&answer)?;
@@ -636,20 +630,7 @@ fn heartbeat(
             return Err(io::Error::other("the bare heartbeats' answers stalled"));
         }
         for event in &events {
-            let stream = &mut streams[event.token().0];
-            loop {
-                match stream.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        answered += n / BARE_HEARTBEAT_ANSWER;
-                        if n < buf.len() {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
-                }
-            }
+            answered += drain(&mut streams[event.token().0], &mut buf)? / BARE_HEARTBEAT_ANSWER;
         }
     }
     Ok(thread_cpu_ns()? - start)
