@@ -141,15 +141,22 @@ fn out_of_order_requests_and_bogus_acks_are_protocol_errors() {
     ));
 }
 
-#[test]
-fn exceeding_the_request_window_is_a_policy_violation() {
+/// A world whose application answers no request, with a request window of
+/// `window`, and the slot of one session online in it.
+fn unanswering(window: u32) -> (World, usize) {
     let mut world = World::new(ServerConfig {
-        max_pending_requests: 2,
+        max_pending_requests: window,
         ..ServerConfig::default()
     });
     world.echo = false;
     let c = world.online("alice", "web");
     let slot = world.slot_of(c);
+    (world, slot)
+}
+
+#[test]
+fn exceeding_the_request_window_is_a_policy_violation() {
+    let (mut world, slot) = unanswering(2);
     let now = world.now;
     let session = &mut world.slots[slot].session;
     for id in 1..=2 {
@@ -417,13 +424,7 @@ fn responses_out(session: &mut ServerSession) -> Vec<(u64, Option<v1::response::
 /// on.
 #[test]
 fn acknowledging_unanswered_requests_does_not_widen_the_window() {
-    let mut world = World::new(ServerConfig {
-        max_pending_requests: 4,
-        ..ServerConfig::default()
-    });
-    world.echo = false;
-    let c = world.online("alice", "web");
-    let slot = world.slot_of(c);
+    let (mut world, slot) = unanswering(4);
     let now = world.now;
     let session = &mut world.slots[slot].session;
     for id in 1..=20 {
