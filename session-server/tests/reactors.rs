@@ -120,7 +120,7 @@ mod raw_ws {
     use std::time::Instant;
 
     use bytes::{Bytes, BytesMut};
-    use session_core::{ClientSession, Framing, Transmit};
+    use session_core::{ClientEvent, ClientSession, Framing, Transmit};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
@@ -227,17 +227,25 @@ mod raw_ws {
         (stream, session)
     }
 
-    /// Reads server frames into `session` up to the server's close frame.
-    pub(crate) async fn until_close(stream: &mut TcpStream, session: &mut ClientSession) {
+    /// Sends a close frame with `payload`, reads server frames into
+    /// `session` up to the server's close frame, and returns what the
+    /// session reported meanwhile.
+    pub(crate) async fn close_with(
+        stream: &mut TcpStream,
+        session: &mut ClientSession,
+        payload: &[u8],
+    ) -> Vec<ClientEvent> {
+        stream.write_all(&frame(0x8, payload)).await.unwrap();
         loop {
             match next(stream).await {
-                (0x8, _) => return,
+                (0x8, _) => break,
                 (0x2, payload) => {
                     let _ = session.handle_frame(Instant::now(), payload);
                 }
                 other => panic!("unexpected frame {other:?}"),
             }
         }
+        std::iter::from_fn(|| session.poll_event()).collect()
     }
 
     /// Reads server frames into `session` until `done` holds.
@@ -377,7 +385,6 @@ async fn a_message_begun_by_an_empty_fragment_behind_the_login_is_completed() {
 #[tokio::test]
 async fn a_forbidden_close_frame_is_a_protocol_error_on_either_path() {
     use session_core::CloseReason;
-    use tokio::io::AsyncWriteExt;
 
     let forbidden: [(&str, &[u8]); 6] = [
         ("one byte", &[0x03]),
@@ -403,12 +410,7 @@ async fn a_forbidden_close_frame_is_a_protocol_error_on_either_path() {
         for (i, (what, payload)) in forbidden.into_iter().enumerate() {
             let user = USERS[i];
             let (mut stream, mut session) = raw_ws::online(addr, user).await;
-            stream
-                .write_all(&raw_ws::frame(0x8, payload))
-                .await
-                .unwrap();
-            raw_ws::until_close(&mut stream, &mut session).await;
-            let events: Vec<ClientEvent> = std::iter::from_fn(|| session.poll_event()).collect();
+            let events = raw_ws::close_with(&mut stream, &mut session, payload).await;
             let closed = events.iter().any(|event| {
                 matches!(
                     event,
@@ -424,12 +426,7 @@ async fn a_forbidden_close_frame_is_a_protocol_error_on_either_path() {
         for (what, payload) in valid {
             let (mut stream, mut session) = raw_ws::online(addr, "load-5").await;
             let id = server.handle().user_sessions("load-5")[0].id;
-            stream
-                .write_all(&raw_ws::frame(0x8, payload))
-                .await
-                .unwrap();
-            raw_ws::until_close(&mut stream, &mut session).await;
-            let events: Vec<ClientEvent> = std::iter::from_fn(|| session.poll_event()).collect();
+            let events = raw_ws::close_with(&mut stream, &mut session, payload).await;
             assert!(
                 !events
                     .iter()
